@@ -1,0 +1,58 @@
+# trio-jobsync: every command a developer needs. `make run` and `make test` set themselves up.
+SHELL := /bin/bash
+PY ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+PYTEST_ARGS ?=
+
+.PHONY: setup install-servers infra-up infra-down infra-status test test-unit test-integration test-e2e \
+        lint run bench clean check-deploy soak
+
+$(STAMP): pyproject.toml constraints.txt
+	@test -x $(BIN)/python || $(PY) -m venv $(VENV)
+	$(BIN)/pip install -q --upgrade pip
+	$(BIN)/pip install -q -c constraints.txt -e '.[test,dev]'
+	@touch $(STAMP)
+
+## setup: the Python environment (pinned by constraints.txt) and the local servers' binaries
+setup: $(STAMP) install-servers
+
+install-servers: $(STAMP)
+	$(BIN)/python -m services.localinfra install
+
+infra-up: setup
+	$(BIN)/python -m services.localinfra up
+
+infra-down: $(STAMP)
+	$(BIN)/python -m services.localinfra down
+
+infra-status: $(STAMP)
+	$(BIN)/python -m services.localinfra status
+
+## test: the whole suite (unit, integration, e2e) against real servers the fixtures start
+test: setup
+	$(BIN)/python -m pytest $(PYTEST_ARGS)
+
+test-unit: $(STAMP)
+	$(BIN)/python -m pytest -m unit $(PYTEST_ARGS)
+
+test-integration: setup
+	$(BIN)/python -m pytest -m integration $(PYTEST_ARGS)
+
+test-e2e: setup
+	$(BIN)/python -m pytest -m e2e $(PYTEST_ARGS)
+
+lint: $(STAMP)
+	$(BIN)/ruff check services tests
+	$(BIN)/mypy
+
+## run: the servers and every service, locally
+run: setup
+	$(BIN)/python -m services.localinfra up
+
+bench: setup
+	$(BIN)/python -m bench
+
+clean: infra-down
+	rm -rf .local
