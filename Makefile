@@ -52,7 +52,7 @@ run: setup
 	$(BIN)/python -m services.localinfra up
 
 bench: setup
-	$(BIN)/python -m bench
+	$(BIN)/python -m tests.bench $(BENCH_ARGS)
 
 clean: infra-down
 	rm -rf .local
