@@ -155,3 +155,10 @@ def test_murmur2_matches_kafkas_java_reference_values() -> None:
     }
     for data, expected in cases.items():
         assert murmur2(data) == expected, data
+
+
+def test_dead_letter_headers_round_trip() -> None:
+    from services.common.dlq import DeadLetter, dlq_headers, parse_dlq_headers
+
+    letter = DeadLetter("Number: must be an integer", "ingress", "p.jobs.events", 2, 17, datetime.now(UTC))
+    assert parse_dlq_headers(dlq_headers(letter, [("user-agent", "trio")])) == letter
