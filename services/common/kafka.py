@@ -113,7 +113,7 @@ class AsyncProducer:
                 exc = PublishError(f"delivery to {topic} failed: {err.str()}")
                 loop.call_soon_threadsafe(_set_exception, future, exc)
             else:
-                result = Delivered(msg.topic(), msg.partition(), msg.offset())
+                result = Delivered(msg.topic() or topic, _int(msg.partition()), _int(msg.offset()))
                 loop.call_soon_threadsafe(_set_result, future, result)
 
         kwargs: dict[str, Any] = {"value": value, "key": key, "on_delivery": on_delivery}
@@ -171,6 +171,10 @@ class AsyncProducer:
         producer.poll(0)
         self._producer = None
         return remaining
+
+
+def _int(value: int | None) -> int:
+    return -1 if value is None else value
 
 
 def _set_result(future: asyncio.Future, value: Any) -> None:

@@ -7,7 +7,7 @@ Secrets are ``SecretStr`` so they never print.
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Any, Literal, TypeVar
 
 from pydantic import Field, ValidationError
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -67,7 +67,10 @@ class LogSettings(BaseSettings):
     level: str = Field("INFO", description="Log level.")
 
 
-def load(settings_cls: type[BaseSettings], **overrides: object) -> BaseSettings:
+S = TypeVar("S", bound=BaseSettings)
+
+
+def load(settings_cls: type[S], **overrides: Any) -> S:
     """Build settings once, turning pydantic's error into one that names the environment variables."""
     try:
         return settings_cls(**overrides)

@@ -311,7 +311,7 @@ class FerretServer(LocalServer):
         import pymongo
 
         try:
-            with pymongo.MongoClient(self.uri, serverSelectionTimeoutMS=1000, connectTimeoutMS=1000) as client:
+            with pymongo.MongoClient[dict](self.uri, serverSelectionTimeoutMS=1000, connectTimeoutMS=1000) as client:
                 return client.admin.command("ping").get("ok") == 1
         except Exception:
             return False
