@@ -8,6 +8,7 @@ from __future__ import annotations
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
 
 import pytest_asyncio
 from aiohttp import web
@@ -50,3 +51,17 @@ async def simulator() -> AsyncIterator[RunningSimulator]:
     """A fresh ``Simulator(seed=1, jobs=50)`` serving on a free loopback port."""
     async with start_simulator(Simulator(seed=1, jobs=50)) as running:
         yield running
+
+
+class FakeClock:
+    """A clock a test moves by hand: pass ``clock=FakeClock(...)`` to ``Simulator``."""
+
+    def __init__(self, start: datetime = datetime(2024, 9, 1, 12, 0, tzinfo=UTC)) -> None:
+        self.now = start
+
+    def __call__(self) -> datetime:
+        return self.now
+
+    def advance(self, **delta: float) -> datetime:
+        self.now += timedelta(**delta)
+        return self.now
