@@ -40,7 +40,7 @@ log = get_logger("simulator.api")
 SIM = web.AppKey("simulator", Simulator)
 METRICS = web.AppKey("simulator_metrics", SimulatorMetrics)
 CLOSING = web.AppKey("simulator_closing", asyncio.Event)
-FAULT = "simulator_fault"  # request key: the API fault chosen for this request, if any
+FAULT = web.RequestKey("simulator_fault", str)  # the API fault chosen for this request, if any
 
 API_KEY_HEADER = "X-API-KEY"
 JSON = "application/json"
