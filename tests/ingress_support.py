@@ -6,13 +6,17 @@ import asyncio
 import contextlib
 import json
 import threading
+import time
+import uuid
 from collections.abc import AsyncIterator, Iterator
 from typing import Any
 
 from aiohttp import web
 from aiohttp.test_utils import TestClient, TestServer
+from confluent_kafka import Consumer
 from prometheus_client import CollectorRegistry
 
+from services.common.kafka import base_config
 from services.common.metrics import new_registry
 from services.common.settings import KafkaSettings
 from services.ingress.app import create_app
@@ -108,3 +112,31 @@ def ingress_in_thread(settings: IngressSettings, kafka: KafkaSettings) -> Iterat
     finally:
         loop.call_soon_threadsafe(loop.stop)
         thread.join()
+
+
+def event_ids_on(settings: KafkaSettings, topic: str, wanted: set[str], timeout: float = 60.0) -> set[str]:
+    """Read ``topic`` from the start until every wanted ``event-id`` header was seen (or ``timeout``).
+
+    Returns every event id found (possibly more than wanted: a send answered 503 may still have been
+    written, which is a harmless duplicate); the caller asserts that ``wanted`` is inside it.
+    """
+    consumer = Consumer(
+        {
+            **base_config(settings),
+            "group.id": f"test-{uuid.uuid4().hex}",
+            "auto.offset.reset": "earliest",
+            "enable.auto.commit": False,
+        }
+    )
+    consumer.subscribe([topic])
+    found: set[str] = set()
+    deadline = time.monotonic() + timeout
+    try:
+        while time.monotonic() < deadline and not wanted <= found:
+            message = consumer.poll(0.2)
+            if message is None or message.error():
+                continue
+            found.update(value.decode() for name, value in message.headers() or [] if name == "event-id")
+    finally:
+        consumer.close()
+    return found
