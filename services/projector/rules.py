@@ -45,6 +45,7 @@ class Label(StrEnum):
     STALE = "stale"  # older than the view (or an earlier-received copy of its version)
     DUPLICATE = "duplicate"  # the very event the view already holds (redelivery)
     UNCHANGED = "unchanged"  # not older, but changes nothing of the job
+    SNAPSHOT = "snapshot"  # a SnapshotCompleted marker was processed (its closures count separately)
 
 
 @dataclass(frozen=True, slots=True)
