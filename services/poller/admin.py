@@ -22,7 +22,7 @@ from services.poller.errors import NotLeaderError
 if TYPE_CHECKING:
     from services.poller.service import Poller
 
-POLLER = web.AppKey("poller", "Poller")
+POLLER: web.AppKey[Poller] = web.AppKey("poller")
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
 

@@ -155,14 +155,15 @@ class Coordinator:
                     if self._assigned and not self._loaded and self._at_end(consumer):
                         self._loaded_now()
                     continue
-                if msg.error():
-                    if msg.error().code() == KafkaError._PARTITION_EOF:
+                error = msg.error()
+                if error is not None:
+                    if error.code() == KafkaError._PARTITION_EOF:
                         if self._assigned and not self._loaded:
                             self._loaded_now()
                     else:
-                        log.warning("election_consume_error", error=msg.error().str())
+                        log.warning("election_consume_error", error=error.str())
                     continue
-                self._read(msg.key(), msg.value(), msg.offset())
+                self._read(msg.key(), msg.value(), msg.offset() or 0)
         finally:
             try:
                 consumer.close()  # leaves the group: the standby is assigned at once

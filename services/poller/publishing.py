@@ -67,32 +67,49 @@ class Publisher:
     ) -> int:
         """Publish every event, at most ``window`` unacknowledged at once; return how many were acked.
 
-        Raises PublishError on the first failed delivery (the rest are cancelled): the caller's sync fails.
+        Raises the first PublishError (the rest are cancelled): the caller's sync fails. Completion is
+        tracked with callbacks, O(1) per event, so a 100,000-job snapshot costs no more per job than ten.
         """
+        slots = asyncio.Semaphore(window)
         pending: set[asyncio.Task[Delivered]] = set()
+        idle = asyncio.Event()
+        idle.set()
+        failures: list[BaseException] = []
         acked = 0
 
-        async def settle(block_until_below: int) -> None:
-            nonlocal acked, pending
-            while len(pending) > block_until_below:
-                done, pending = await asyncio.wait(pending, return_when=asyncio.FIRST_COMPLETED)
-                for task in done:
-                    task.result()  # raises PublishError
-                acked += len(done)
+        def settled(task: asyncio.Task[Delivered]) -> None:
+            nonlocal acked
+            pending.discard(task)
+            slots.release()
+            if task.cancelled():
+                pass
+            elif (exc := task.exception()) is not None:
+                failures.append(exc)
+            else:
+                acked += 1
                 if on_acked is not None:
-                    on_acked(len(done))
+                    on_acked(1)
+            if not pending:
+                idle.set()
 
         try:
             for event in events:
-                pending.add(asyncio.ensure_future(self.send_event(event)))
-                if len(pending) >= window:
-                    await settle(window - 1)
-            await settle(0)
+                await slots.acquire()
+                if failures:
+                    slots.release()
+                    break
+                task = asyncio.ensure_future(self.send_event(event))
+                pending.add(task)
+                idle.clear()
+                task.add_done_callback(settled)
+            await idle.wait()
         except BaseException:
-            for task in pending:
+            for task in list(pending):
                 task.cancel()
             await asyncio.gather(*pending, return_exceptions=True)
             raise
+        if failures:
+            raise failures[0]
         return acked
 
     async def partitions(self) -> list[int]:

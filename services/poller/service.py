@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import collections
 import contextlib
+import functools
 import time
 from collections.abc import Callable
 from datetime import datetime, timedelta
@@ -268,11 +269,14 @@ class Poller:
                 inflight = None
                 if msg is None:
                     continue
-                if msg.error():
-                    log.warning("hints_consume_error", error=msg.error().str())
+                error = msg.error()
+                if error is not None:
+                    log.warning("hints_consume_error", error=error.str())
                     continue
                 await self._confirm_until_done(msg)
-                inflight = loop.run_in_executor(None, lambda m=msg: consumer.commit(message=m, asynchronous=False))
+                inflight = loop.run_in_executor(
+                    None, functools.partial(consumer.commit, message=msg, asynchronous=False)
+                )
                 await asyncio.shield(inflight)
                 inflight = None
         finally:
@@ -286,7 +290,7 @@ class Poller:
         attempt = 0
         while True:
             try:
-                await self.confirm_hint(msg.key(), msg.value(), msg.partition(), msg.offset())
+                await self.confirm_hint(msg.key(), msg.value(), msg.partition() or 0, msg.offset() or 0)
                 return
             except (JobSyncError, OSError) as exc:
                 attempt += 1
