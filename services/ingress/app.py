@@ -34,8 +34,7 @@ def create_app(
     A ``producer`` passed in is started if needed but left running on the way out (its owner stops it);
     one created here is flushed and stopped when the app shuts down.
     """
-    kafka = kafka or load(KafkaSettings)  # type: ignore[assignment]
-    assert isinstance(kafka, KafkaSettings)
+    kafka = kafka or load(KafkaSettings)
     registry = registry if registry is not None else new_registry()
     publisher: Publisher = producer if producer is not None else AsyncProducer(kafka)
     metrics = IngressMetrics(registry)

@@ -35,9 +35,6 @@ def cli(host: str | None, port: int | None, check_config: bool) -> None:
     except ConfigurationError as exc:
         click.echo(f"jobsync ingress: {exc}", err=True)
         sys.exit(2)
-    assert isinstance(log_settings, LogSettings)
-    assert isinstance(settings, IngressSettings)
-    assert isinstance(kafka, KafkaSettings)
     if check_config:
         click.echo(
             f"ok: listen {settings.host}:{settings.port}, webhook path {settings.base_path}/<secret> "
