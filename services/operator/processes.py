@@ -29,6 +29,7 @@ class ManagedProcess:
     log_file: Path
     ready_url: str | None = None
     ready_timeout: float = 60.0
+    ready_headers: dict[str, str] = field(default_factory=dict)
     process: subprocess.Popen | None = field(default=None, repr=False)
 
     @property
@@ -61,7 +62,7 @@ class ManagedProcess:
                 raise ProcessError(f"{self.name} exited ({self.exit_code}) before it was ready; see {self.log_file}:\n"
                                    + self.tail())
             try:
-                if httpx.get(self.ready_url, timeout=1.0).status_code == 200:
+                if httpx.get(self.ready_url, headers=self.ready_headers, timeout=1.0).status_code == 200:
                     return
             except httpx.HTTPError:
                 pass
