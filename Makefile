@@ -47,9 +47,9 @@ lint: $(STAMP)
 	$(BIN)/ruff check services tests
 	$(BIN)/mypy
 
-## run: the servers and every service, locally
+## run: the servers and every service, locally, with the simulator as the upstream (Ctrl-C stops all)
 run: setup
-	$(BIN)/python -m services.localinfra up
+	$(BIN)/python -m services.operator run $(RUN_ARGS)
 
 bench: setup
 	$(BIN)/python -m tests.bench $(BENCH_ARGS)
