@@ -1,7 +1,7 @@
 """The Grafana dashboard and the alert rules query only metrics (and labels) that the services export.
 
 Every PromQL expression in deploy/grafana/dashboards/*.json, deploy/prometheus/alerts.yml and the series of
-alerts_test.yml is parsed for its metric names and label matchers; each service's metrics class is built on a
+alerts_test*.yml is parsed for its metric names and label matchers; each service's metrics class is built on a
 fresh CollectorRegistry, and whatever that registry would expose (counters as ``_total``, histograms as
 ``_bucket``/``_sum``/``_count``) is the list the names must be in. The dashboard's PromQL is also checked for
 syntax by promtool, through a throw-away rules file.
@@ -135,7 +135,11 @@ def test_every_queried_metric_and_label_is_exported(source: Path | str) -> None:
 
 def test_the_alert_tests_feed_series_that_exist() -> None:
     names = exported()
-    tests = yaml.safe_load((DEPLOY / "prometheus" / "alerts_test.yml").read_text())["tests"]
+    tests = [
+        case for path in sorted((DEPLOY / "prometheus").glob("alerts_test*.yml"))
+        for case in yaml.safe_load(path.read_text())["tests"]
+    ]
+    assert len(tests) > 10
     for case in tests:
         for series in case["input_series"]:
             for metric, labels in selectors(series["series"]):
