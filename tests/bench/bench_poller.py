@@ -50,43 +50,34 @@ async def _wait_for_simulator(base_url: str, process: subprocess.Popen, timeout:
     raise RuntimeError("the simulator did not come up")
 
 
-async def _run(address: str, jobs: int) -> list[tuple[str, float, str, str]]:
-    port = free_port()
-    sim = subprocess.Popen(
-        [sys.executable, "-m", "services.simulator", "--port", str(port), "--jobs", str(jobs), "--seed", "1",
-         "--api-key", API_KEY],
-        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env={**os.environ, "JOBSYNC_LOG_LEVEL": "WARNING"},
-    )  # fmt: skip
+async def _run(
+    address: str, jobs: int, sim: subprocess.Popen, port: int, started: float
+) -> list[tuple[str, float, str, str]]:
     base_url = f"http://127.0.0.1:{port}/ahsa/api/v3"
+    await _wait_for_simulator(base_url, sim)
+    seeding = time.perf_counter() - started
+    kafka = KafkaSettings(bootstrap_servers=address, topic_prefix=f"bench{uuid.uuid4().hex[:8]}",
+                          partitions=PARTITIONS)  # fmt: skip
+    ensure_topics(kafka, standard_topics(kafka))
+    settings = PollerSettings(base_url=base_url, api_key=API_KEY, request_timeout_s=300, sync_budget_s=3600)
+    metrics = PollerMetrics(new_registry())
+    producer = AsyncProducer(kafka)
+    await producer.start()
+    client = TrioClient.from_settings(settings, metrics)
     try:
-        started = time.perf_counter()
-        await _wait_for_simulator(base_url, sim)
-        seeding = time.perf_counter() - started
-        kafka = KafkaSettings(bootstrap_servers=address, topic_prefix=f"bench{uuid.uuid4().hex[:8]}",
-                              partitions=PARTITIONS)  # fmt: skip
-        ensure_topics(kafka, standard_topics(kafka))
-        settings = PollerSettings(base_url=base_url, api_key=API_KEY, request_timeout_s=300, sync_budget_s=3600)
-        metrics = PollerMetrics(new_registry())
-        producer = AsyncProducer(kafka)
-        await producer.start()
-        client = TrioClient.from_settings(settings, metrics)
-        try:
-            await client.list_jobs()  # warm the simulator's cached bodies and the connection
-            fetch_started = time.perf_counter()
-            fetched = len(await client.list_jobs())
-            fetch = time.perf_counter() - fetch_started
-            syncer = Syncer(settings, kafka, client, Publisher(producer, kafka), metrics)
-            sync_started = time.perf_counter()
-            result = await syncer.run(SyncKind.FULL)
-            full = time.perf_counter() - sync_started
-            if result.outcome != "succeeded":
-                raise RuntimeError(f"the benchmark sync failed: {result.error}")
-        finally:
-            await client.aclose()
-            await producer.stop()
+        await client.list_jobs()  # warm the simulator's cached bodies and the connection
+        fetch_started = time.perf_counter()
+        fetched = len(await client.list_jobs())
+        fetch = time.perf_counter() - fetch_started
+        syncer = Syncer(settings, kafka, client, Publisher(producer, kafka), metrics)
+        sync_started = time.perf_counter()
+        result = await syncer.run(SyncKind.FULL)
+        full = time.perf_counter() - sync_started
+        if result.outcome != "succeeded":
+            raise RuntimeError(f"the benchmark sync failed: {result.error}")
     finally:
-        sim.terminate()
-        sim.wait(30)
+        await client.aclose()
+        await producer.stop()
     note = f"{jobs} jobs, {PARTITIONS} partitions, acks=all"
     return [
         ("full_sync_end_to_end", full, "s", f"{note}: fetch+validate+publish all acked+{result.markers} markers"),
@@ -98,5 +89,16 @@ async def _run(address: str, jobs: int) -> list[tuple[str, float, str, str]]:
 
 def main(args: Any) -> list[tuple[str, float, str, str]]:
     jobs = 10_000 if getattr(args, "quick", False) else 100_000
-    with kafka_server() as handle:
-        return asyncio.run(_run(handle.address, jobs))
+    port = free_port()
+    started = time.perf_counter()
+    sim = subprocess.Popen(
+        [sys.executable, "-m", "services.simulator", "--port", str(port), "--jobs", str(jobs), "--seed", "1",
+         "--api-key", API_KEY],
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env={**os.environ, "JOBSYNC_LOG_LEVEL": "WARNING"},
+    )  # fmt: skip
+    try:
+        with kafka_server() as handle:
+            return asyncio.run(_run(handle.address, jobs, sim, port, started))
+    finally:
+        sim.terminate()
+        sim.wait(30)
