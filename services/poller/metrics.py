@@ -97,7 +97,7 @@ class PollerMetrics:
         self.leader = Gauge("poller_leader", "1 while this instance is the elected, active poller.", registry=registry)
         self.hints = Counter(
             "poller_hints_total",
-            "Confirm-mode hints by outcome (published, not_found, invalid, failed).",
+            "Confirm-mode hints by outcome (published, not_found, invalid, rejected, retried).",
             ["outcome"],
             registry=registry,
         )

@@ -32,7 +32,7 @@ from services.poller.checkpoint import Checkpoint
 from services.poller.client import TrioClient
 from services.poller.confirm import hint_number
 from services.poller.election import Coordinator
-from services.poller.errors import NotLeaderError, TrioAuthError
+from services.poller.errors import NotLeaderError, TrioAuthError, TrioRequestError
 from services.poller.metrics import PollerMetrics
 from services.poller.publishing import ORIGIN, Publisher, event_headers, record_bytes
 from services.poller.registration import Health, assess, repair_request
@@ -309,7 +309,12 @@ class Poller:
             await self._dead_letter_hint(key, value, f"hint: {exc}", coords)
             self.metrics.hints.labels("invalid").inc()
             return "invalid"
-        job = await self.client.get_job(number)
+        try:
+            job = await self.client.get_job(number)
+        except TrioRequestError as exc:  # a 4xx retrying cannot fix: park the hint instead of blocking the rest
+            await self._dead_letter_hint(key, value, f"hint: {exc}", coords)
+            self.metrics.hints.labels("rejected").inc()
+            return "rejected"
         if job is None:
             await self._dead_letter_hint(
                 key, value, f"hint: Trio does not know job {number} (GET /Job/{number} 404)", coords
