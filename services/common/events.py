@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import json
 import uuid
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field, fields
 from datetime import UTC, datetime
 from enum import StrEnum
 from typing import Any
@@ -78,7 +78,8 @@ class JobEvent:
         return f"snapshot:{self.snapshot_id}".encode()
 
     def to_record(self) -> dict[str, Any]:
-        record = asdict(self)
+        # Shallow on purpose: dataclasses.asdict deep-copies every value and dominated full-sync profiles.
+        record = {name: getattr(self, name) for name in _EVENT_FIELDS}
         record["event_type"] = str(self.event_type)
         record["source"] = str(self.source)
         return record
@@ -89,6 +90,9 @@ class JobEvent:
         values["event_type"] = EventType(values["event_type"])
         values["source"] = Source(values["source"])
         return cls(**{k: v for k, v in values.items() if k in cls.__dataclass_fields__})
+
+
+_EVENT_FIELDS = tuple(f.name for f in fields(JobEvent))
 
 
 def job_observed(
@@ -172,7 +176,7 @@ class JobState:
         return str(self.job_number).encode()
 
     def to_record(self) -> dict[str, Any]:
-        record = asdict(self)
+        record = {name: getattr(self, name) for name in _STATE_FIELDS}
         record["change_kind"] = str(self.change_kind)
         return record
 
@@ -181,3 +185,6 @@ class JobState:
         values = dict(record)
         values["change_kind"] = ChangeKind(values["change_kind"])
         return cls(**{k: v for k, v in values.items() if k in cls.__dataclass_fields__})
+
+
+_STATE_FIELDS = tuple(f.name for f in fields(JobState))
