@@ -30,7 +30,7 @@ from services.simulator.errors import (
     UnknownRegistrationError,
 )
 from services.simulator.faults import FaultConfig
-from services.simulator.jobs import serialize
+from services.simulator.jobs import JobRecord, serialize
 from services.simulator.metrics import SimulatorMetrics
 from services.simulator.registrations import EVENTS
 from services.simulator.simulator import Simulator
@@ -207,7 +207,7 @@ async def _with_fault(request: web.Request, handler: Handler, sim: Simulator) ->
         await _pause(request, config.slow_seconds)
     request[FAULT] = fault
     response = await handler(request)
-    if fault in ("truncated_json", "malformed_json") and isinstance(response, web.Response) and response.body:
+    if fault in BODY_FAULTS and isinstance(response, web.Response) and response.body:
         body = bytes(response.body)  # type: ignore[arg-type]
         # Truncated: the connection "dropped" half way. Malformed: a trailing comma, which lenient
         # parsers accept and JSON does not.
@@ -236,7 +236,7 @@ def _json_bytes(body: bytes, status: int = 200) -> web.Response:
     return web.Response(body=body, status=status, content_type=JSON, charset="utf-8")
 
 
-async def list_jobs(request: web.Request) -> web.Response:
+async def list_jobs(request: web.Request) -> web.StreamResponse:
     sim = request.app[SIM]
     since = listing.modified_since(request.query)
     omit: set[int] = set()
@@ -245,7 +245,24 @@ async def list_jobs(request: web.Request) -> web.Response:
         sim.record_fault("partial_listing_omitted", omitted=sorted(omit))
     records = listing.select(sim.book, since, omit)
     log.debug("jobs_listed", modified_since=str(since) if since else None, jobs=len(records), omitted=len(omit))
-    return _json_bytes(listing.body(records))
+    if request.get(FAULT) in BODY_FAULTS:
+        return _json_bytes(listing.body(records))  # the fault middleware rewrites the whole body
+    return await _stream_listing(request, records)
+
+
+BODY_FAULTS = ("truncated_json", "malformed_json")
+
+
+async def _stream_listing(request: web.Request, records: list[JobRecord]) -> web.StreamResponse:
+    """Write the listing in ~1 MB chunks with flow control: 100k jobs are ~80 MB, never built in one piece."""
+    parts = [r.body() for r in records]
+    response = web.StreamResponse(headers={"Content-Type": f"{JSON}; charset=utf-8"})
+    response.content_length = listing.content_length(parts)
+    await response.prepare(request)
+    for chunk in listing.chunks(parts):
+        await response.write(chunk)
+    await response.write_eof()
+    return response
 
 
 async def get_job(request: web.Request) -> web.Response:
@@ -277,8 +294,8 @@ async def _json_body(request: web.Request) -> Any:
 # ------------------------------------------------------------------ /_sim/ controls
 
 
-async def sim_truth(request: web.Request) -> web.Response:
-    return _json_bytes(listing.body(request.app[SIM].book))
+async def sim_truth(request: web.Request) -> web.StreamResponse:
+    return await _stream_listing(request, list(request.app[SIM].book))
 
 
 async def sim_step(request: web.Request) -> web.Response:

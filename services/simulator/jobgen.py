@@ -8,8 +8,9 @@ specialty) are the simulator's invention: Trio's full field list is not public. 
 from __future__ import annotations
 
 import random
+from collections.abc import Sequence
 from datetime import datetime, timedelta
-from typing import Any
+from typing import Any, TypeVar
 
 from services.common.trio import CLOSED, ON_HOLD, OPEN
 
@@ -54,29 +55,49 @@ PEOPLE = (
 )
 CLOSE_REASONS = ("Filled", "Cancelled", "Filled by another agency", "Budget", "Expired")
 HOLD_REASONS = ("Pending Budget Approval", "Credentialing Review", "Facility Request")
+T = TypeVar("T")
 OPEN_WEIGHT = 0.85  # share of seeded jobs that are Open (the rest OnHold)
 
 
+# The helpers below draw from rng.random() directly: randint/choice/sample cost several calls each, and
+# seeding 100,000 jobs is dominated by them.
+
+
 def _phone(rng: random.Random) -> str:
-    return f"({rng.randint(201, 989)}) {rng.randint(200, 999)}-{rng.randint(0, 9999):04d}"
+    digits = int(rng.random() * 10**10)
+    return f"({201 + digits % 789}) {200 + digits // 1000 % 800}-{digits // 10**6 % 10000:04d}"
+
+
+def _pick(rng: random.Random, options: Sequence[T]) -> T:
+    return options[int(rng.random() * len(options))]
+
+
+def _between(rng: random.Random, low: int, high: int) -> int:
+    return low + int(rng.random() * (high - low + 1))
+
+
+def _certifications(rng: random.Random) -> list[str]:
+    count = _between(rng, 1, 3)
+    start = int(rng.random() * len(CERTIFICATIONS))
+    return sorted({CERTIFICATIONS[(start + i * 3) % len(CERTIFICATIONS)] for i in range(count)})
 
 
 def new_job(rng: random.Random, number: int, now: datetime, *, status: str = OPEN) -> dict[str, Any]:
     """A new job's fields; ModifiedDateUtc is left for the job book to stamp."""
-    facility, city, state = rng.choice(FACILITIES)
-    profession, specialty, unit = rng.choice(ROLES)
-    _manager, manager_mail = rng.choice(PEOPLE)
-    coordinator, coordinator_mail = rng.choice(PEOPLE)
-    start = (now + timedelta(days=rng.randint(7, 60))).date()
-    bill = round(rng.uniform(68.0, 145.0), 2)
+    facility, city, state = _pick(rng, FACILITIES)
+    profession, specialty, unit = _pick(rng, ROLES)
+    _manager, manager_mail = _pick(rng, PEOPLE)
+    coordinator, coordinator_mail = _pick(rng, PEOPLE)
+    start = (now + timedelta(days=_between(rng, 7, 60))).date()
+    bill = round(68.0 + rng.random() * 77.0, 2)
     return {
         "Number": number,
         "Title": f"{profession} {specialty} - {city}, {state}",
         "JobStatus": status,
-        "JobStatusReason": rng.choice(HOLD_REASONS) if status == ON_HOLD else None,
+        "JobStatusReason": _pick(rng, HOLD_REASONS) if status == ON_HOLD else None,
         "StartDate": f"{start.isoformat()}T00:00:00",
         "ModifiedDateUtc": None,  # stamped by the job book; here so the field keeps its place
-        "NumberOfCurrentOpenPositions": rng.randint(1, 4),
+        "NumberOfCurrentOpenPositions": _between(rng, 1, 4),
         "UnitDescription": unit,
         "RelationshipManagerPhone": _phone(rng),
         "RelationshipManagerEmail": f"{manager_mail}@facility.example",
@@ -88,11 +109,11 @@ def new_job(rng: random.Random, number: int, now: datetime, *, status: str = OPE
         "FacilityState": state,
         "Profession": profession,
         "Specialty": specialty,
-        "Shift": dict(rng.choice(SHIFTS)),
-        "DurationWeeks": rng.choice((8, 13, 13, 13, 26)),
+        "Shift": dict(_pick(rng, SHIFTS)),
+        "DurationWeeks": _pick(rng, (8, 13, 13, 13, 26)),
         "BillRate": bill,
-        "PayRate": round(bill * rng.uniform(0.62, 0.75), 2),
-        "RequiredCertifications": sorted(rng.sample(CERTIFICATIONS, rng.randint(1, 3))),
+        "PayRate": round(bill * (0.62 + rng.random() * 0.13), 2),
+        "RequiredCertifications": _certifications(rng),
     }
 
 

@@ -35,8 +35,7 @@ def to_ms(value: datetime) -> datetime:
 
 def format_modified(value: datetime) -> str:
     """``2024-09-01T12:34:56.123Z``: the simulator's ModifiedDateUtc format."""
-    value = to_ms(value)
-    return value.strftime("%Y-%m-%dT%H:%M:%S.") + f"{value.microsecond // 1000:03d}Z"
+    return to_ms(value).replace(tzinfo=None).isoformat(timespec="milliseconds") + "Z"
 
 
 def serialize(job: Mapping[str, Any]) -> bytes:

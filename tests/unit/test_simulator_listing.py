@@ -9,7 +9,7 @@ import pytest
 
 from services.simulator.errors import InvalidRequestError
 from services.simulator.jobs import JobBook
-from services.simulator.listing import body, modified_since, select
+from services.simulator.listing import body, chunks, content_length, modified_since, select
 
 pytestmark = pytest.mark.unit
 
@@ -88,3 +88,16 @@ def test_cached_bytes_follow_every_change() -> None:
     assert json.loads(book.get(1).body())["NumberOfCurrentOpenPositions"] == 7
     book.modify(1, {"JobStatus": "Closed"}, T0)
     assert [r.number for r in select(book, None)] == [2, 3]
+
+
+@pytest.mark.parametrize("count", [0, 1, 999, 1000, 1001, 2500])
+def test_chunks_join_to_exactly_the_body_and_its_length(count: int) -> None:
+    book = JobBook()
+    for n in range(count):
+        book.add({"Number": n + 1, "JobStatus": "Open", "Title": "é" * (n % 3)}, T0)
+    records = select(book, None)
+    parts = [r.body() for r in records]
+    streamed = b"".join(chunks(parts))
+    assert streamed == body(records)
+    assert content_length(parts) == len(streamed)
+    assert len(json.loads(streamed)) == count
