@@ -18,6 +18,8 @@ from pathlib import Path
 
 import pytest
 
+from services.cli import COMMANDS
+
 pytestmark = pytest.mark.unit
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -193,11 +195,16 @@ def test_the_code_runs_from_the_image_layout(tmp_path: Path) -> None:
         [sys.executable, "-m", "services.cli", "--help"], cwd=app, env=env, capture_output=True, text=True
     )
     assert helped.returncode == 0, helped.stderr
-    for command in ("ingress", "poller", "projector", "simulator"):
-        if (ROOT / "services" / command / "cli.py").exists():
-            assert re.search(rf"^\s+{command}\s", helped.stdout, re.MULTILINE), (
-                f"'{command}' is missing from the image's jobsync --help:\n{helped.stdout}"
-            )
+    present = [name for name, (module, _) in COMMANDS.items() if (ROOT / (module.replace(".", "/") + ".py")).exists()]
+    assert {"ingress", "poller", "projector"} <= set(present), f"service commands missing: {present}"
+    for command in present:
+        assert re.search(rf"^\s+{command}\s", helped.stdout, re.MULTILINE), (
+            f"'{command}' is missing from the image's jobsync --help:\n{helped.stdout}"
+        )
+        # importing each command from /app proves the image holds everything its code imports
+        sub = subprocess.run([sys.executable, "-m", "services.cli", command, "--help"],
+                             cwd=app, env=env, capture_output=True, text=True)
+        assert sub.returncode == 0, f"jobsync {command} --help fails in the image layout:\n{sub.stderr}"
 
 
 def test_the_jobsync_shim_is_executable() -> None:
