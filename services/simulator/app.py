@@ -11,6 +11,7 @@ import asyncio
 import contextlib
 import hmac
 import json
+import math
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
@@ -188,17 +189,18 @@ async def _with_fault(request: web.Request, handler: Handler, sim: Simulator) ->
     if fault is None:
         return await handler(request)
     config = sim.faults
-    sim.record_fault(fault, method=request.method, path=request.path)
+    if not (fault == "partial_listing" and full_listing):  # list_jobs records that one, with what it omitted
+        sim.record_fault(fault, method=request.method, path=request.path)
     log.info("api_fault_injected", fault=fault, method=request.method, path=request.path)
     if fault == "rate_limit":
         response = _error(429, "Rate limit exceeded.")
-        response.headers["Retry-After"] = str(max(1, round(config.retry_after_seconds)))
+        response.headers["Retry-After"] = _retry_after(config.retry_after_seconds)
         return response
     if fault == "server_error":
         status = sim.injector.server_error_status()
         response = _error(status, "An error has occurred." if status == 500 else "Service Unavailable")
         if status == 503:
-            response.headers["Retry-After"] = str(max(1, round(config.retry_after_seconds)))
+            response.headers["Retry-After"] = _retry_after(config.retry_after_seconds)
         return response
     if fault == "timeout":
         await _pause(request, config.timeout_seconds)
@@ -214,6 +216,10 @@ async def _with_fault(request: web.Request, handler: Handler, sim: Simulator) ->
         body = body[: len(body) // 2] if fault == "truncated_json" else body[:-1] + b"," + body[-1:]
         return web.Response(body=body, status=response.status, content_type=JSON, charset="utf-8")
     return response
+
+
+def _retry_after(seconds: float) -> str:
+    return str(math.ceil(seconds))  # whole seconds, as HTTP wants; 0 is allowed (fast tests)
 
 
 def _has_modified_date(request: web.Request) -> bool:
@@ -242,7 +248,7 @@ async def list_jobs(request: web.Request) -> web.StreamResponse:
     omit: set[int] = set()
     if request.get(FAULT) == "partial_listing" and since is None:
         omit = sim.injector.omitted([r.number for r in sim.book if r.listed])
-        sim.record_fault("partial_listing_omitted", omitted=sorted(omit))
+        sim.record_fault("partial_listing", method=request.method, path=request.path, omitted=sorted(omit))
     records = listing.select(sim.book, since, omit)
     log.debug("jobs_listed", modified_since=str(since) if since else None, jobs=len(records), omitted=len(omit))
     if request.get(FAULT) in BODY_FAULTS:

@@ -107,6 +107,8 @@ class Simulator:
 
     def create_job(self, **fields: Any) -> dict[str, Any]:
         """Create a job (generated content, overridden by ``fields``); stamps it and fires a webhook."""
+        if "ModifiedDateUtc" in fields:
+            raise InvalidChangeError("ModifiedDateUtc cannot be set (the simulator stamps it)")
         number = fields.get("Number", self._book.next_number())
         job = jobgen.new_job(self._rng, number, self._clock(), status=fields.get(JOB_STATUS, OPEN))
         job.update(fields)

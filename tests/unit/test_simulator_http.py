@@ -190,6 +190,16 @@ async def test_rate_limit_is_a_429_with_retry_after(simulator: RunningSimulator,
     assert simulator.sim.fault_log[-1]["fault"] == "rate_limit"
 
 
+async def test_retry_after_is_in_whole_seconds_rounded_up(
+    simulator: RunningSimulator, http: aiohttp.ClientSession
+) -> None:
+    simulator.sim.faults.next_api_faults = ["rate_limit", "rate_limit"]
+    simulator.sim.faults.retry_after_seconds = 0.2
+    assert (await _raw(http, simulator)).headers["Retry-After"] == "1"
+    simulator.sim.faults.retry_after_seconds = 0
+    assert (await _raw(http, simulator)).headers["Retry-After"] == "0"
+
+
 async def test_server_errors_are_500_or_503_with_retry_after(
     simulator: RunningSimulator, http: aiohttp.ClientSession
 ) -> None:
@@ -254,6 +264,7 @@ async def test_a_partial_listing_misses_a_share_of_the_open_jobs_once(
     full = sim.listing()
     missing = {job["Number"] for job in full} - {job["Number"] for job in partial}
     assert len(missing) == 10
+    assert [entry["fault"] for entry in sim.fault_log] == ["partial_listing"]
     assert missing == set(sim.fault_log[-1]["omitted"])
     assert all(sim.truth()[n]["JobStatus"] in ("Open", "OnHold") for n in missing)
     assert (await _get(http, simulator, "/Job"))[1] == full

@@ -136,6 +136,11 @@ def test_creating_a_job_with_a_taken_number_is_refused() -> None:
         sim.create_job(Number=number)
 
 
+def test_creating_a_job_with_a_stamp_is_refused() -> None:
+    with pytest.raises(InvalidChangeError, match="ModifiedDateUtc"):
+        Simulator().create_job(ModifiedDateUtc="2024-09-01T00:00:00.000Z")
+
+
 def test_created_jobs_keep_unknown_fields_given_by_the_caller() -> None:
     sim = Simulator(seed=1, jobs=0)
     job = sim.create_job(Title="Night RN", CustomField={"deep": [1, 2, {"x": None}]})
