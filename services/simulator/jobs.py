@@ -46,12 +46,14 @@ def serialize(job: Mapping[str, Any]) -> bytes:
 class JobRecord:
     """One job and what the API needs to serve it fast: its stamp as a datetime and its cached bytes."""
 
-    __slots__ = ("_body", "job", "modified")
+    __slots__ = ("_body", "job", "listed", "modified")
 
     def __init__(self, job: dict[str, Any], modified: datetime) -> None:
         self.job = job
         self.modified = modified
         self._body: bytes | None = None
+        # A plain attribute, not a property: the full listing tests it 100,000 times per request.
+        self.listed = job[JOB_STATUS] in LISTED_STATUSES
 
     @property
     def number(self) -> int:
@@ -60,10 +62,6 @@ class JobRecord:
     @property
     def status(self) -> str:
         return self.job[JOB_STATUS]
-
-    @property
-    def listed(self) -> bool:
-        return self.job[JOB_STATUS] in LISTED_STATUSES
 
     def body(self) -> bytes:
         """The job's JSON bytes, serialized once per version (every change goes through JobBook)."""
@@ -181,6 +179,7 @@ class JobBook:
         old_status = record.status
         record.job = job
         record._body = None
+        record.listed = record.status in LISTED_STATUSES
         if record.status != old_status:
             self._by_status[old_status].discard(record.number)
             self._by_status[record.status].add(record.number)
