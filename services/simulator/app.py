@@ -193,15 +193,15 @@ async def _with_fault(request: web.Request, handler: Handler, sim: Simulator) ->
         sim.record_fault(fault, method=request.method, path=request.path)
     log.info("api_fault_injected", fault=fault, method=request.method, path=request.path)
     if fault == "rate_limit":
-        response = _error(429, "Rate limit exceeded.")
-        response.headers["Retry-After"] = _retry_after(config.retry_after_seconds)
-        return response
+        refusal = _error(429, "Rate limit exceeded.")
+        refusal.headers["Retry-After"] = _retry_after(config.retry_after_seconds)
+        return refusal
     if fault == "server_error":
         status = sim.injector.server_error_status()
-        response = _error(status, "An error has occurred." if status == 500 else "Service Unavailable")
+        refusal = _error(status, "An error has occurred." if status == 500 else "Service Unavailable")
         if status == 503:
-            response.headers["Retry-After"] = _retry_after(config.retry_after_seconds)
-        return response
+            refusal.headers["Retry-After"] = _retry_after(config.retry_after_seconds)
+        return refusal
     if fault == "timeout":
         await _pause(request, config.timeout_seconds)
         return _error(504, "The upstream did not answer in time.")

@@ -58,10 +58,8 @@ class WebhookDispatcher:
 
     async def flush(self) -> int:
         """Deliver everything queued now, late and held-back ones included; returns how many went out."""
-        session = self._session
-        temporary = session is None
-        if temporary:
-            session = aiohttp.ClientSession(timeout=self._timeout)
+        temporary = self._session is None  # flushing a simulator whose app is not running
+        session = aiohttp.ClientSession(timeout=self._timeout) if self._session is None else self._session
         sent = 0
         try:
             async with self._lock:

@@ -159,19 +159,19 @@ class Simulator:
         return [self._apply(scenario.plan(self._rng, self._book)) for _ in range(n)]
 
     def _apply(self, plan: scenario.Plan) -> Change:
-        changes = plan.changes
-        if plan.kind == scenario.CREATED:
+        changes, number = plan.changes, plan.number
+        if number is None:
             job = self.create_job()
         elif plan.kind == scenario.UPDATED:
-            job = self.update_job(plan.number, **changes)
+            job = self.update_job(number, **changes)
         elif plan.kind == scenario.POSITIONS:
-            job = self.set_positions(plan.number, changes[OPEN_POSITIONS])
+            job = self.set_positions(number, changes[OPEN_POSITIONS])
         elif plan.kind == scenario.HELD:
-            job = self.hold(plan.number, changes["reason"])
+            job = self.hold(number, changes["reason"])
         elif plan.kind == scenario.CLOSED_KIND:
-            job = self.close(plan.number, changes["reason"])
+            job = self.close(number, changes["reason"])
         else:
-            job = self.reopen(plan.number)
+            job = self.reopen(number)
         return Change(plan.kind, job["Number"], plan.kind != scenario.POSITIONS, job["ModifiedDateUtc"], job)
 
     def _changed(self, kind: str, record: JobRecord, *, fires: bool) -> dict[str, Any]:
