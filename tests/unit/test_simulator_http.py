@@ -398,3 +398,17 @@ async def test_job_controls_change_jobs_like_the_python_api(
     status, job = await _sim_call(http, simulator, "POST", "/_sim/jobs", json={"Title": "New", "Extra": [1]})
     assert status == 201 and sim.job(job["Number"])["Extra"] == [1]
     assert (await _sim_call(http, simulator, "POST", "/_sim/jobs/1/reopen"))[0] == 404
+
+
+async def test_controls_and_refused_calls_never_consume_or_suffer_api_faults(
+    simulator: RunningSimulator, http: aiohttp.ClientSession
+) -> None:
+    sim = simulator.sim
+    sim.faults.next_api_faults = ["rate_limit"]
+    async with http.get(simulator.base_url + "/Job", headers={"X-API-KEY": "wrong"}) as response:
+        assert response.status == 401
+    assert (await _sim_call(http, simulator, "GET", "/_sim/truth"))[0] == 200
+    assert sim.faults.next_api_faults == ["rate_limit"]
+    sim.faults.rate_limit = 1.0
+    assert (await _sim_call(http, simulator, "GET", "/_sim/faults"))[0] == 200
+    assert (await _raw(http, simulator)).status == 429
