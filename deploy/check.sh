@@ -11,8 +11,11 @@
 # Installs what it needs, idempotently: the Python tools through pyproject's test extra (pinned by
 # constraints.txt) and promtool through apt-get only when it is missing. Then runs tests/unit/test_deploy_*.py.
 #
-# Usage: bash deploy/check.sh [extra pytest args]     (from anywhere; exits non-zero on the first failing tier)
+# Usage: bash deploy/check.sh [extra pytest args]   (from anywhere; non-zero exit on the first failure)
+#        bash deploy/check.sh --install-only        (only make sure the tools are there, e.g. before `make test`)
 set -euo pipefail
+INSTALL_ONLY=0
+if [[ ${1:-} == --install-only ]]; then INSTALL_ONLY=1; shift; fi
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "$ROOT"
 VENV="${VENV:-$ROOT/.venv}"
@@ -60,6 +63,7 @@ if ! command -v promtool >/dev/null 2>&1; then
 fi
 say "promtool: $(promtool --version 2>&1 | head -1)"
 say "hadolint: $("$VENV/bin/hadolint" --version)"
+if [[ $INSTALL_ONLY -eq 1 ]]; then exit 0; fi
 
 # Optional: the real compose CLI resolves the stack (merges, env files, interpolation) the way `docker compose
 # up` would. Used when one is at hand: the docker compose plugin, a docker-compose v2 binary, or one built
