@@ -30,7 +30,10 @@ class ProjectorSettings(BaseSettings):
     )
     backoff_initial_s: float = Field(0.5, gt=0, description="First wait after MongoDB or Kafka failed a batch.")
     backoff_max_s: float = Field(30.0, gt=0, description="Longest wait between two attempts of a failed batch.")
-    mongo_timeout_ms: int = Field(5_000, ge=100, description="Server selection and socket timeout of MongoDB calls.")
+    mongo_timeout_ms: int = Field(
+        5_000, ge=100, description="Server selection and connect timeout of MongoDB calls (socket reads wait at "
+        "least 120 s: a big bulk on FerretDB is slow)."
+    )
     lag_interval_s: float = Field(5.0, gt=0, description="Seconds between consumer-lag measurements.")
     view_counts_interval_s: float = Field(15.0, gt=0, description="Seconds between counts of the view by status.")
     ops_host: str = Field("0.0.0.0", description="Bind address of /healthz, /readyz, /metrics.")

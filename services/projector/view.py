@@ -40,7 +40,7 @@ def mongo_client(uri: str, timeout_ms: int) -> AsyncMongoClient:
     """A client that connects lazily; times are returned as aware UTC datetimes."""
     return AsyncMongoClient(
         uri, tz_aware=True, serverSelectionTimeoutMS=timeout_ms, connectTimeoutMS=timeout_ms,
-        socketTimeoutMS=max(timeout_ms, 30_000), retryWrites=False,
+        socketTimeoutMS=max(timeout_ms, 120_000), retryWrites=False,
     )
 
 
