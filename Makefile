@@ -7,7 +7,7 @@ STAMP := $(VENV)/.installed
 PYTEST_ARGS ?=
 
 .PHONY: setup install-servers infra-up infra-down infra-status test test-unit test-integration test-e2e \
-        lint run bench clean check-deploy soak
+        lint run bench clean check-deploy deploy-tools soak
 
 $(STAMP): pyproject.toml constraints.txt
 	@test -x $(BIN)/python || $(PY) -m venv $(VENV)
@@ -30,11 +30,11 @@ infra-down: $(STAMP)
 infra-status: $(STAMP)
 	$(BIN)/python -m services.localinfra status
 
-## test: the whole suite (unit, integration, e2e) against real servers the fixtures start
-test: setup
+## test: the whole suite (unit, integration, e2e, deploy validations) against real servers the fixtures start
+test: setup deploy-tools
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
 
-test-unit: $(STAMP)
+test-unit: $(STAMP) deploy-tools
 	$(BIN)/python -m pytest -m unit $(PYTEST_ARGS)
 
 test-integration: setup
@@ -42,6 +42,13 @@ test-integration: setup
 
 test-e2e: setup
 	$(BIN)/python -m pytest -m e2e $(PYTEST_ARGS)
+
+## check-deploy: validate deploy/ offline (compose schema, hadolint, kubernetes schemas, promtool)
+check-deploy: $(STAMP)
+	bash deploy/check.sh
+
+deploy-tools: $(STAMP)
+	bash deploy/check.sh --install-only
 
 lint: $(STAMP)
 	$(BIN)/ruff check services tests
