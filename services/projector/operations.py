@@ -35,7 +35,8 @@ class OperationError(JobSyncError):
 async def list_snapshots(settings: ProjectorSettings, mongo: MongoSettings, status: str | None) -> list[dict]:
     client = mongo_client(mongo.uri, settings.mongo_timeout_ms)
     try:
-        view = View(client, mongo.database, settings.jobs_collection, settings.snapshots_collection)
+        view = View(client, mongo.database, settings.jobs_collection, settings.snapshots_collection,
+                    write_chunk=settings.write_chunk)
         return await view.snapshot_records(status=status)
     finally:
         await client.close()
@@ -58,7 +59,8 @@ async def apply_snapshot(
     client = mongo_client(mongo.uri, settings.mongo_timeout_ms)
     producer = AsyncProducer(kafka)
     try:
-        view = View(client, mongo.database, settings.jobs_collection, settings.snapshots_collection)
+        view = View(client, mongo.database, settings.jobs_collection, settings.snapshots_collection,
+                    write_chunk=settings.write_chunk)
         records = await view.snapshot_records(snapshot_id=snapshot_id, status="pending")
         if not records:
             raise OperationError(

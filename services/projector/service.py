@@ -15,6 +15,7 @@ finishes and is committed, then the consumer leaves the group.
 from __future__ import annotations
 
 import asyncio
+import json
 import random
 import time
 from collections.abc import Sequence
@@ -28,7 +29,7 @@ from pymongo.errors import PyMongoError
 from services.common.codec import job_event_codec
 from services.common.dlq import DeadLetter, dlq_headers
 from services.common.errors import DecodeError, JobSyncError
-from services.common.events import EventType, JobEvent
+from services.common.events import ChangeKind, EventType, JobEvent, JobState
 from services.common.kafka import AsyncProducer, base_config
 from services.common.logs import get_logger
 from services.common.settings import KafkaSettings, MongoSettings
@@ -95,7 +96,8 @@ class Projector:
         self.metrics = metrics
         self.group_id = settings.consumer_group(kafka.topic_prefix)
         self._client = mongo_client(mongo.uri, settings.mongo_timeout_ms)
-        self.view = View(self._client, mongo.database, settings.jobs_collection, settings.snapshots_collection)
+        self.view = View(self._client, mongo.database, settings.jobs_collection, settings.snapshots_collection,
+                    write_chunk=settings.write_chunk)
         self.applier = Applier(self.view, settings, metrics)
         self.producer = AsyncProducer(kafka)
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="projector-consumer")
@@ -261,6 +263,14 @@ class Projector:
 
         codec = job_state_codec()
         sends = [self.producer.send(self.kafka.state_topic, codec.encode(state), state.key) for state in out.records]
+        if self.settings.hint_inferred_closures:
+            # Ask the poller to confirm each inferred closure with GET /Job/{number}: the job Trio returns
+            # (Closed with its reason and version, or still open) then replaces the guess.
+            sends.extend(
+                self.producer.send(self.kafka.hints_topic, inferred_closure_hint(state), state.key)
+                for state in out.records
+                if state.change_kind == ChangeKind.CLOSED and state.closure_inferred
+            )
         for item in dead:
             msg = item.message
             letter = DeadLetter(item.reason, "projector", msg.topic(), msg.partition(), msg.offset())
@@ -384,3 +394,10 @@ async def _sleep_or_stop(stop: asyncio.Event, seconds: float) -> None:
         await asyncio.wait_for(stop.wait(), timeout=seconds)
     except TimeoutError:
         pass
+
+
+def inferred_closure_hint(state: JobState) -> bytes:
+    """The jobs.hints record asking the poller to confirm an inferred closure (the key names the job)."""
+    return json.dumps(
+        {"Number": state.job_number, "hint": "inferred_closure", "reason": state.closed_reason}
+    ).encode()

@@ -30,6 +30,14 @@ class ProjectorSettings(BaseSettings):
     )
     backoff_initial_s: float = Field(0.5, gt=0, description="First wait after MongoDB or Kafka failed a batch.")
     backoff_max_s: float = Field(30.0, gt=0, description="Longest wait between two attempts of a failed batch.")
+    hint_inferred_closures: bool = Field(
+        True, description="Publish each inferred closure to jobs.hints so a poller in confirm mode fetches the "
+        "job and the view gets Trio's own closed version (reason, ModifiedDateUtc).",
+    )
+    write_chunk: int = Field(
+        40, ge=1, description="Statements per bulk write command. FerretDB 1.24 deadlocks above its connection "
+        "pool size (50 on PostgreSQL): keep 40 there; MongoDB takes 1000.",
+    )
     mongo_timeout_ms: int = Field(
         5_000, ge=100, description="Server selection and connect timeout of MongoDB calls (socket reads wait at "
         "least 120 s: a big bulk on FerretDB is slow)."

@@ -24,8 +24,12 @@ from services.common.trio import LISTED_STATUSES
 from services.projector import document as d
 from services.projector.rules import JobFold
 
-# FerretDB and MongoDB both cap a command's size; keep $in lists and bulks well below.
+# FerretDB and MongoDB both cap a command's size; keep $in lists well below.
 CHUNK = 1_000
+# FerretDB 1.24 holds one backend connection per statement of an update command until the whole command
+# ends (its pools have 50 PostgreSQL / 100 SQLite connections): a bigger bulk deadlocks the server. MongoDB
+# has no such limit; raise JOBSYNC_PROJECTOR_WRITE_CHUNK there for fewer round trips.
+DEFAULT_WRITE_CHUNK = 40
 
 
 class WriteConflictError(JobSyncError):
@@ -58,8 +62,12 @@ class SnapshotRecord:
 
 
 class View:
-    def __init__(self, client: AsyncMongoClient, database: str, jobs: str = "jobs", snapshots: str = "snapshots"):
+    def __init__(
+        self, client: AsyncMongoClient, database: str, jobs: str = "jobs", snapshots: str = "snapshots",
+        *, write_chunk: int = DEFAULT_WRITE_CHUNK,
+    ):
         self.client = client
+        self.write_chunk = write_chunk
         self.db = client[database]
         self.jobs = self.db[jobs]
         self.snapshots = self.db[snapshots]
@@ -92,8 +100,8 @@ class View:
         server never ran): the caller re-reads and re-applies those.
         """
         unconfirmed: set[int] = set()
-        for start in range(0, len(writes), CHUNK):
-            chunk = writes[start : start + CHUNK]
+        for start in range(0, len(writes), self.write_chunk):
+            chunk = writes[start : start + self.write_chunk]
             ops = [InsertOne(doc) if base is None else ReplaceOne({d.ID: doc[d.ID], d.REVISION: base}, doc)
                    for base, doc in chunk]
             inserts = sum(1 for base, _ in chunk if base is None)
