@@ -7,7 +7,7 @@ STAMP := $(VENV)/.installed
 PYTEST_ARGS ?=
 
 .PHONY: setup install-servers infra-up infra-down infra-status test test-unit test-integration test-e2e \
-        lint run bench clean check-deploy deploy-tools soak
+        lint run bench docs clean check-deploy deploy-tools soak
 
 $(STAMP): pyproject.toml constraints.txt
 	@test -x $(BIN)/python || $(PY) -m venv $(VENV)
@@ -57,6 +57,10 @@ lint: $(STAMP)
 ## run: the servers and every service, locally, with the simulator as the upstream (Ctrl-C stops all)
 run: setup
 	$(BIN)/python -m services.operator run $(RUN_ARGS)
+
+## docs: regenerate the README's configuration table from the settings classes
+docs: $(STAMP)
+	$(BIN)/python -m services.operator config-table --write
 
 bench: setup
 	$(BIN)/python -m tests.bench $(BENCH_ARGS)
