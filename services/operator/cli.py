@@ -4,16 +4,26 @@ from __future__ import annotations
 
 import click
 
+from services.operator.commands import drift, status
 from services.operator.run import cli as run_command
+from services.poller import cli as poller_cli
+from services.projector import cli as projector_cli
 
 
 @click.group()
 def cli() -> None:
-    """Operator commands: run, status, drift (resync, dlq and closures live with their services)."""
+    """Operator commands: run, status, resync, drift, dlq, closures."""
 
 
 cli.add_command(run_command, "run")
+cli.add_command(status, "status")
+cli.add_command(drift, "drift")
 
+
+# The same commands as the services' own, gathered for operators.
+cli.add_command(poller_cli.resync, "resync")
+cli.add_command(projector_cli.dlq, "dlq")
+cli.add_command(projector_cli.closures, "closures")
 
 @cli.command("config-table")
 @click.option("--write", is_flag=True, help="Rewrite the table in README.md instead of printing it.")
