@@ -5,13 +5,11 @@ checkpoints. Works with ``services.common.kafka.AsyncProducer`` or any object wi
 from __future__ import annotations
 
 import asyncio
-import dataclasses
-import functools
 import json
 from collections.abc import Callable, Iterable, Sequence
 from typing import Any, Protocol
 
-from services.common.codec import AvroCodec
+from services.common.codec import job_event_codec
 from services.common.dlq import DeadLetter, dlq_headers
 from services.common.errors import PublishError, QueueFullError
 from services.common.events import JobEvent
@@ -39,28 +37,6 @@ class Producer(Protocol):
     def partitions_of(self, topic: str, timeout: float = 10.0) -> list[int]: ...
 
 
-_EVENT_FIELDS = tuple(f.name for f in dataclasses.fields(JobEvent))
-
-
-def shallow_record(event: JobEvent) -> dict[str, Any]:
-    """``JobEvent.to_record`` without ``dataclasses.asdict``'s deep copy of every (immutable) field.
-
-    The deep copy was 85 % of the cost of publishing a 100,000-job snapshot; every field of a JobEvent
-    is a str, int, bool, datetime or None, so a shallow record encodes to the very same bytes
-    (tests/unit/test_poller_sync.py proves it against the shared codec).
-    """
-    record = {name: getattr(event, name) for name in _EVENT_FIELDS}
-    record["event_type"] = str(event.event_type)
-    record["source"] = str(event.source)
-    return record
-
-
-@functools.cache
-def event_codec() -> AvroCodec[JobEvent]:
-    """The shared ``job_event`` schema family and wire format, with the shallow record mapping."""
-    return AvroCodec("job_event", shallow_record, JobEvent.from_record)
-
-
 def event_headers(event: JobEvent) -> list[tuple[str, bytes]]:
     """Correlation headers: the projector logs the event id and the sync id when it applies the event."""
     headers = [(EVENT_ID_HEADER, event.event_id.encode())]
@@ -73,7 +49,7 @@ class Publisher:
     def __init__(self, producer: Producer, kafka: KafkaSettings) -> None:
         self.producer = producer
         self.kafka = kafka
-        self._codec = event_codec()
+        self._codec = job_event_codec()
 
     async def send_event(self, event: JobEvent, *, partition: int | None = None) -> Delivered:
         value = self._codec.encode(event)

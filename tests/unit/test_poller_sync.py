@@ -223,16 +223,3 @@ async def test_dead_letters_follow_the_shared_convention_and_say_when_the_body_w
     assert producer.headers[0]["poller-body-bytes"] == b"10"
     assert producer.headers[0]["poller-body-truncated"] == b"true"
     assert producer.headers[0]["sync-id"] == b"s"
-
-
-def test_the_poller_codec_writes_exactly_the_bytes_of_the_shared_codec() -> None:
-    from services.common.events import job_observed, snapshot_completed
-    from services.poller.publishing import event_codec
-
-    observed = job_observed(
-        {**job(5), "Unknown": {"nested": [1, None]}}, Source.POLL_FULL, sync_id="s", snapshot_id="x"
-    )
-    marker = snapshot_completed("x", T0, 10, sync_id="s", suspicious=True, expected_count=20)
-    for event in (observed, marker):
-        assert event_codec().encode(event) == job_event_codec().encode(event)
-        assert job_event_codec().decode(event_codec().encode(event)) == event
