@@ -20,7 +20,7 @@ from pymongo import ReplaceOne
 
 from services.common.kafka import AsyncProducer, ensure_topics, standard_topics
 from services.common.settings import KafkaSettings, MongoSettings
-from services.projector.view import mongo_client
+from services.projector.view import DEFAULT_WRITE_CHUNK, mongo_client
 from tests.projector_support import Running, observed, projector_settings, publish
 
 FULL = 100_000
@@ -70,9 +70,9 @@ async def main(args) -> list[tuple[str, float, str, str]]:
         view = [doc async for doc in client[mongo.database]["jobs"].find({})]
         upserts = client[mongo.database]["raw_upsert"]
         started = time.perf_counter()
-        for i in range(0, len(view), 1_000):
-            await upserts.bulk_write([ReplaceOne({"_id": d["_id"]}, d, upsert=True) for d in view[i : i + 1_000]],
-                                     ordered=True)
+        for i in range(0, len(view), DEFAULT_WRITE_CHUNK):  # bigger update commands deadlock FerretDB 1.24
+            chunk = view[i : i + DEFAULT_WRITE_CHUNK]
+            await upserts.bulk_write([ReplaceOne({"_id": d["_id"]}, d, upsert=True) for d in chunk], ordered=True)
         upsert_s = time.perf_counter() - started
         inserts = client[mongo.database]["raw_insert"]
         started = time.perf_counter()
@@ -89,7 +89,7 @@ async def main(args) -> list[tuple[str, float, str, str]]:
         ("projector end to end", size / projector_s, "events/s",
          f"{note}; {projector_s:.1f}s; {int(feed_records)} feed records; {int(conflicts)} write conflicts"),
         ("raw bulk upsert of the view (ceiling)", size / upsert_s, "events/s",
-         f"{len(view)} final documents as ReplaceOne upserts in bulks of 1000: {upsert_s:.1f}s, "
+         f"{len(view)} final documents as ReplaceOne upserts in bulks of {DEFAULT_WRITE_CHUNK}: {upsert_s:.1f}s, "
          f"{len(view) / upsert_s:.0f} docs/s"),
         ("raw bulk insert of the view", size / insert_s, "events/s",
          f"{len(view)} final documents as insert_many of 1000: {insert_s:.1f}s, {len(view) / insert_s:.0f} docs/s"),
