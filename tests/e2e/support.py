@@ -28,6 +28,9 @@ def env_ints(name: str, default: str) -> list[int]:
 def running_stack(
     kafka_address: str, mongo_uri: str, name: str, log_dir: Path, **overrides: Any
 ) -> Iterator[Stack]:
+    defaults: dict[str, Any] = {
+        "simulator_rate": 0.0, "incremental_interval_s": 2.0, "full_interval_s": 3600.0, "log_format": "json",
+    }
     config = StackConfig(
         kafka_bootstrap=kafka_address,
         mongo_uri=mongo_uri,
@@ -35,11 +38,7 @@ def running_stack(
         mongo_database=name,
         topic_prefix=name,
         partitions=3,
-        simulator_rate=0.0,
-        incremental_interval_s=2.0,
-        full_interval_s=3600.0,
-        log_format="json",
-        **overrides,
+        **{**defaults, **overrides},  # a test may override these defaults
     )
     settings = KafkaSettings(bootstrap_servers=kafka_address, topic_prefix=name, partitions=3)
     ensure_topics(settings, standard_topics(settings))
