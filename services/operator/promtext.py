@@ -38,11 +38,12 @@ def by_label(samples: Iterable[Sample], name: str, label: str) -> dict[str, floa
     return found
 
 
-def histogram_quantile(samples: Iterable[Sample], name: str, q: float) -> float | None:
-    """Prometheus-style quantile estimate from a histogram's cumulative ``_bucket`` samples (all labels summed)."""
+def histogram_quantile(samples: Iterable[Sample], name: str, q: float, **labels: str) -> float | None:
+    """Prometheus-style quantile estimate from a histogram's cumulative ``_bucket`` samples, summed over the
+    series whose labels include ``labels``."""
     buckets: dict[float, float] = {}
     for s in samples:
-        if s.name == f"{name}_bucket" and "le" in s.labels:
+        if s.name == f"{name}_bucket" and "le" in s.labels and all(s.labels.get(k) == v for k, v in labels.items()):
             le = math.inf if s.labels["le"] in ("+Inf", "inf") else float(s.labels["le"])
             buckets[le] = buckets.get(le, 0.0) + s.value
     if not buckets:

@@ -51,9 +51,9 @@ def _prometheus_port() -> str:
 
 
 @click.command()
-@click.option("--jobs", type=int, default=int(os.environ.get("JOBSYNC_RUN_JOBS", "3000")), show_default=True,
+@click.option("--jobs", type=int, default=int(os.environ.get("JOBSYNC_RUN_JOBS", "2000")), show_default=True,
               help="Jobs the simulator starts with [env JOBSYNC_RUN_JOBS].")
-@click.option("--rate", type=float, default=float(os.environ.get("JOBSYNC_RUN_RATE", "5")), show_default=True,
+@click.option("--rate", type=float, default=float(os.environ.get("JOBSYNC_RUN_RATE", "2")), show_default=True,
               help="Simulator changes per second [env JOBSYNC_RUN_RATE].")
 @click.option("--seed", type=int, default=int(os.environ.get("JOBSYNC_RUN_SEED", "1")), show_default=True,
               help="Simulator seed [env JOBSYNC_RUN_SEED].")
@@ -97,7 +97,7 @@ def cli(jobs: int, rate: float, seed: int, faults: str, once: bool, settle: floa
         simulator_rate=rate,
         simulator_seed=seed,
         simulator_faults=faults,
-        incremental_interval_s=float(os.environ.get("JOBSYNC_POLLER_INCREMENTAL_INTERVAL_S", "30")),
+        incremental_interval_s=float(os.environ.get("JOBSYNC_POLLER_INCREMENTAL_INTERVAL_S", "60")),
         full_interval_s=float(os.environ.get("JOBSYNC_POLLER_FULL_INTERVAL_S", "600")),
         simulator_port=int(os.environ.get("JOBSYNC_SIMULATOR_PORT", "8070")),
         ingress_port=int(os.environ.get("JOBSYNC_INGRESS_PORT", "8080")),

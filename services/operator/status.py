@@ -26,7 +26,7 @@ class Status:
     events_applied: float = 0.0
     events_by_outcome: dict[str, float] = field(default_factory=dict)
     lag: float | None = None
-    freshness_p50: float | None = None
+    freshness_p50: float | None = None  # webhooks only: what an agency feels as "real time"
     freshness_p99: float | None = None
     last_sync: dict[str, float] = field(default_factory=dict)
     webhooks_by_outcome: dict[str, float] = field(default_factory=dict)
@@ -64,8 +64,8 @@ def collect(endpoints: Endpoints) -> Status:
         status.events_by_outcome = by_label(projector, "projector_events_total", "outcome")
         status.events_applied = sum(status.events_by_outcome.values())
         status.lag = total(projector, "projector_consumer_lag_messages")
-        status.freshness_p50 = histogram_quantile(projector, "projector_freshness_seconds", 0.5)
-        status.freshness_p99 = histogram_quantile(projector, "projector_freshness_seconds", 0.99)
+        status.freshness_p50 = histogram_quantile(projector, "projector_freshness_seconds", 0.5, source="webhook")
+        status.freshness_p99 = histogram_quantile(projector, "projector_freshness_seconds", 0.99, source="webhook")
         status.dlq += status.events_by_outcome.get("dlq", 0.0)
         status.guard_trips = total(projector, "projector_closure_guard_trips_total") or 0.0
     if poller:
@@ -107,7 +107,7 @@ def render(status: Status, previous: Status | None = None) -> str:
         + (f", {rate:.1f}/s" if rate is not None else "")
         + f"   ({outcomes})",
         f"consumer lag    {'-' if status.lag is None else f'{status.lag:.0f} messages'}",
-        f"freshness       p50 {_secs(status.freshness_p50)}   p99 {_secs(status.freshness_p99)}",
+        f"freshness       webhook to view: p50 {_secs(status.freshness_p50)}   p99 {_secs(status.freshness_p99)}",
         f"webhooks        {hooks}",
         f"last syncs      {syncs}",
         f"webhook reg.    {'-' if status.webhook_registration_healthy is None else ('active' if status.webhook_registration_healthy else 'MISSING/INACTIVE')}",  # noqa: E501

@@ -33,7 +33,7 @@ class Applied:
     records: list[JobState] = field(default_factory=list)
     labels: list[Label] = field(default_factory=list)
     pending_tokens: list[tuple[int, str]] = field(default_factory=list)
-    freshness: list[float] = field(default_factory=list)
+    freshness: list[tuple[str, float]] = field(default_factory=list)  # (source, seconds)
     guard_trips: int = 0
     _seen: set[tuple[int, int, str]] = field(default_factory=set)
 
@@ -80,7 +80,7 @@ class Applier:
                     log.warning("trio contract broken", job_number=number, event_id=obs.event.event_id,
                                 partition=coords.partition, offset=coords.offset, anomaly=outcome.anomaly)
                 if outcome.change is not None:
-                    out.freshness.append(max(0.0, now - obs.event.observed_at.timestamp()))
+                    out.freshness.append((str(obs.event.source), max(0.0, now - obs.event.observed_at.timestamp())))
                 log.debug("event applied", job_number=number, event_id=obs.event.event_id, outcome=str(outcome.label),
                           partition=coords.partition, offset=coords.offset, source=str(obs.event.source))
 

@@ -43,8 +43,9 @@ class ProjectorMetrics:
             "projector_view_jobs", "Jobs in the view, by status.", ["status"], registry=registry
         )
         self.freshness = Histogram(
-            "projector_freshness_seconds", "From an observation's arrival (observed_at) to its change in the view.",
-            buckets=FRESHNESS_BUCKETS, registry=registry,
+            "projector_freshness_seconds",
+            "From an observation's arrival (observed_at) to its change in the view, by source (webhook, poll_full...).",
+            ["source"], buckets=FRESHNESS_BUCKETS, registry=registry,
         )
         self.guard_trips = Counter(
             "projector_closure_guard_trips_total",

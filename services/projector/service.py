@@ -318,8 +318,8 @@ class Projector:
             self.metrics.events.labels(str(label)).inc()
         if decoded.dead:
             self.metrics.events.labels("dlq").inc(len(decoded.dead))
-        for seconds in out.freshness:
-            self.metrics.freshness.observe(seconds)
+        for source, seconds in out.freshness:
+            self.metrics.freshness.labels(source).observe(seconds)
         if out.guard_trips:
             self.metrics.guard_trips.inc(out.guard_trips)
         self.metrics.batch_size.observe(size)

@@ -63,3 +63,14 @@ def test_truth_drift_accepts_jobs_closed_before_they_were_ever_seen() -> None:
     assert compare_with_truth({1: OPEN}, truth).agrees
     report = compare_with_truth({}, truth)
     assert report.missing == [1]
+
+
+def test_histogram_quantiles_can_be_taken_for_one_label_value() -> None:
+    registry = CollectorRegistry()
+    fresh = Histogram("f_seconds", "f", ["source"], buckets=(1.0, 10.0, 100.0), registry=registry)
+    for _ in range(10):
+        fresh.labels("webhook").observe(0.5)
+        fresh.labels("poll_full").observe(50.0)
+    samples = parse_samples(generate_latest(registry).decode())
+    assert histogram_quantile(samples, "f_seconds", 0.5, source="webhook") == pytest.approx(0.5)
+    assert histogram_quantile(samples, "f_seconds", 0.5, source="poll_full") == pytest.approx(55.0)
