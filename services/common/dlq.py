@@ -49,7 +49,7 @@ def dlq_headers(letter: DeadLetter, extra: Iterable[tuple[str, bytes | str]] = (
     return headers
 
 
-def parse_dlq_headers(headers: Sequence[tuple[str, bytes | None]] | None) -> DeadLetter:
+def parse_dlq_headers(headers: Sequence[tuple[str, bytes]] | Sequence[tuple[str, bytes | None]] | None) -> DeadLetter:
     """Read back what ``dlq_headers`` wrote (missing headers become None)."""
     found = {name: (value or b"").decode(errors="replace") for name, value in headers or ()}
     return DeadLetter(

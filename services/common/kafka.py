@@ -233,3 +233,25 @@ def ensure_topics(settings: KafkaSettings, specs: Iterable[TopicSpec], timeout: 
                 continue
             raise PublishError(f"cannot create topic {name}: {exc}") from exc
     return created
+
+
+@dataclass(frozen=True)
+class Coordinates:
+    topic: str
+    partition: int
+    offset: int
+
+
+def coordinates(msg: Message) -> Coordinates:
+    """Where a consumed message sits. Consumed messages always have them; the client types them optional."""
+    topic, partition, offset = msg.topic(), msg.partition(), msg.offset()
+    if topic is None or partition is None or offset is None:
+        raise ValueError("a consumed message without topic, partition or offset")
+    return Coordinates(topic, partition, offset)
+
+
+def message_headers(msg: Message) -> list[tuple[str, bytes]]:
+    """A message's headers as (name, bytes) pairs, whatever form the client returned them in."""
+    raw = msg.headers() or []
+    items = raw.items() if isinstance(raw, dict) else raw
+    return [(name, value.encode() if isinstance(value, str) else (value or b"")) for name, value in items]

@@ -18,8 +18,8 @@ from pathlib import Path
 import click
 
 from services.common.kafka import ensure_topics, standard_topics
-from services.common.settings import KafkaSettings
-from services.localinfra.servers import InfraError, data_root, default_servers
+from services.common.settings import KafkaSettings, load
+from services.localinfra.servers import InfraError, LocalServer, data_root, default_servers
 from services.operator.processes import ProcessError
 from services.operator.stack import Stack, StackConfig
 from services.operator.status import Endpoints, collect, render
@@ -65,7 +65,7 @@ def cli(jobs: int, rate: float, seed: int, faults: str, once: bool, settle: floa
     """Run Kafka, FerretDB, the simulator, the ingress, the poller and the projector, and show live status."""
     root = data_root() / "run"
     log_dir = root / "logs"
-    started_servers = []
+    started_servers: list[LocalServer] = []
     kafka_address = os.environ.get("JOBSYNC_KAFKA_BOOTSTRAP_SERVERS")
     mongo_uri = os.environ.get("JOBSYNC_MONGODB_URI")
     kafka_server, ferret_server = default_servers()
@@ -104,8 +104,9 @@ def cli(jobs: int, rate: float, seed: int, faults: str, once: bool, settle: floa
         poller_port=int(os.environ.get("JOBSYNC_POLLER_OPS_PORT", "8082")),
         projector_port=int(os.environ.get("JOBSYNC_PROJECTOR_OPS_PORT", "8083")),
     )
-    kafka_settings = KafkaSettings(
-        bootstrap_servers=config.kafka_bootstrap, topic_prefix=config.topic_prefix, partitions=config.partitions
+    kafka_settings = load(
+        KafkaSettings, bootstrap_servers=config.kafka_bootstrap, topic_prefix=config.topic_prefix,
+        partitions=config.partitions,
     )
     ensure_topics(kafka_settings, standard_topics(kafka_settings))
     stack = Stack(config)

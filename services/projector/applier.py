@@ -86,7 +86,7 @@ class Applier:
 
     def _collect(self, result: JobFold, out: Applied) -> None:
         pending = pending_change(result.base)
-        if pending is not None:  # a change an earlier run wrote but may not have announced
+        if pending is not None and result.base is not None:  # a change an earlier run wrote, maybe unannounced
             out.add_record(job_state(result.base, pending))
         for change, state in result.changes:
             out.add_record(job_state(state, change))

@@ -13,7 +13,7 @@ from services.common.codec import job_state_codec
 from services.common.dlq import DeadLetter, parse_dlq_headers
 from services.common.errors import JobSyncError
 from services.common.events import EventType, JobEvent, Source
-from services.common.kafka import AsyncProducer, base_config
+from services.common.kafka import AsyncProducer, base_config, coordinates, message_headers
 from services.common.logs import get_logger
 from services.common.metrics import new_registry
 from services.common.settings import KafkaSettings, MongoSettings
@@ -134,13 +134,14 @@ def read_dlq(kafka: KafkaSettings, *, keep: Callable[[DlqRecord], bool] = lambda
                 raise OperationError(f"reading {topic} stalled before its end; try again")
             if msg.error() is not None:
                 continue
-            if msg.offset() + 1 >= ends[msg.partition()]:
-                done.add(msg.partition())
-            if msg.offset() >= ends[msg.partition()]:
+            where = coordinates(msg)
+            if where.offset + 1 >= ends[where.partition]:
+                done.add(where.partition)
+            if where.offset >= ends[where.partition]:
                 continue
-            headers = [(k, v or b"") for k, v in (msg.headers() or [])]
-            record = DlqRecord(msg.partition(), msg.offset(), msg.key(), msg.value(), headers,
-                               parse_dlq_headers(headers))
+            headers = message_headers(msg)
+            record = DlqRecord(where.partition, where.offset, msg.key(), msg.value(), headers,
+                               parse_dlq_headers(list(headers)))
             if keep(record):
                 found.append(record)
         return sorted(found, key=lambda r: (r.partition, r.offset))

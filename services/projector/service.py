@@ -30,7 +30,7 @@ from services.common.codec import job_event_codec
 from services.common.dlq import DeadLetter, dlq_headers
 from services.common.errors import DecodeError, JobSyncError
 from services.common.events import ChangeKind, EventType, JobEvent, JobState
-from services.common.kafka import AsyncProducer, base_config
+from services.common.kafka import AsyncProducer, base_config, coordinates, message_headers
 from services.common.logs import get_logger
 from services.common.settings import KafkaSettings, MongoSettings
 from services.projector.applier import Applied, Applier
@@ -67,8 +67,9 @@ def decode_batch(messages: Sequence[Message]) -> Decoded:
     for msg in messages:
         if msg.error() is not None:
             continue
-        offsets[(msg.topic(), msg.partition())] = msg.offset() + 1
-        coords = Coords(msg.partition(), msg.offset())
+        where = coordinates(msg)
+        offsets[(where.topic, where.partition)] = where.offset + 1
+        coords = Coords(where.partition, where.offset)
         try:
             event = codec.decode(msg.value())
             if event.event_type == EventType.JOB_OBSERVED:
@@ -273,9 +274,10 @@ class Projector:
             )
         for item in dead:
             msg = item.message
-            letter = DeadLetter(item.reason, "projector", msg.topic(), msg.partition(), msg.offset())
+            where = coordinates(msg)
+            letter = DeadLetter(item.reason, "projector", where.topic, where.partition, where.offset)
             sends.append(self.producer.send(self.kafka.dlq_topic, msg.value(), msg.key(),
-                                            headers=dlq_headers(letter, msg.headers() or ())))
+                                            headers=dlq_headers(letter, message_headers(msg))))
             log.warning("event dead-lettered", reason=item.reason, partition=msg.partition(), offset=msg.offset(),
                         key=(msg.key() or b"").decode(errors="replace"))
         if sends:
