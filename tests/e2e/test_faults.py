@@ -27,7 +27,8 @@ from confluent_kafka import Consumer, TopicPartition
 from services.common.codec import job_event_codec, job_state_codec
 from services.common.kafka import base_config
 from services.common.settings import KafkaSettings
-from services.localinfra.servers import FerretServer, free_port
+from services.common.trio import parse_trio_datetime
+from services.localinfra.servers import FerretServer, KafkaServer, free_port
 from services.operator.stack import Stack
 from tests.e2e.support import Driver, running_stack
 from tests.infra import ServerHandle
@@ -153,6 +154,69 @@ def driven(stack: Stack) -> Iterator[Driver]:
 
 def logs_on_failure(stack: Stack) -> str:
     return "\n".join(f"--- {name}\n{process.tail(1500)}" for name, process in stack.processes.items())
+
+
+# --- 1. the broker stopped and restarted -------------------------------------------------------------
+
+
+def test_kafka_outage_every_acknowledged_webhook_reaches_the_view(
+    mongo: ServerHandle, unique_name: str, tmp_path: Path
+) -> None:
+    broker = KafkaServer("kafka", tmp_path / "kafka", free_port(), controller_port=free_port(), heap="384m")
+    broker.start()
+    try:
+        # No incremental syncs after the first full one: nothing but the webhooks can bring a change in, so
+        # a webhook the ingress acknowledged and then lost would show.
+        with running_stack(
+            broker.bootstrap, mongo.address, unique_name, tmp_path / "logs", simulator_jobs=JOBS,
+            incremental_interval_s=3600.0, extra_env={"JOBSYNC_KAFKA_DELIVERY_TIMEOUT_MS": "2000"},
+        ) as stack, driven(stack) as driver:
+            stack.start_all()
+            wait_first_sync(driver, JOBS)
+            some_job = next(iter(driver.truth().values()))
+            with Load(stack):
+                time.sleep(2.0)
+                broker.stop()
+                # The ingress refuses what it cannot make durable: 503 with Retry-After, to us and to Trio.
+                response = driver.http.post(stack.config.webhook_url, json=some_job, timeout=30.0)
+                assert response.status_code == 503, response.text
+                assert response.headers.get("Retry-After")
+                driver.wait_until(
+                    lambda: any(entry["status"] == 503 for entry in driver.webhook_log()), 30,
+                    "the simulator's webhooks were answered 503",
+                )
+                broker.start()
+                delivered_before = sum(entry["outcome"] == "delivered" for entry in driver.webhook_log())
+                driver.wait_until(
+                    lambda: sum(e["outcome"] == "delivered" for e in driver.webhook_log()) > delivered_before + 5,
+                    45, "webhooks were acknowledged again after the broker came back",
+                )
+            driver.flush_webhooks()
+            log = driver.webhook_log()
+            delivered = [entry for entry in log if entry["outcome"] == "delivered"]
+            refused = [entry for entry in log if entry["status"] == 503]
+            assert delivered and refused
+
+            def lost() -> list[tuple[int, str, str | None]]:
+                view = driver.view()
+                missing = []
+                for entry in delivered:
+                    held = view.get(entry["number"])
+                    held_modified = None if held is None else held.get("ModifiedDateUtc")
+                    if held_modified is None or parse_trio_datetime(held_modified) < parse_trio_datetime(
+                        entry["modified"]
+                    ):
+                        missing.append((entry["number"], entry["modified"], held_modified))
+                return missing
+
+            try:
+                driver.wait_until(lambda: not lost(), 60, "every acknowledged webhook is in the view")
+            except AssertionError:
+                raise AssertionError(
+                    f"acknowledged but not in the view: {lost()[:10]}\n{logs_on_failure(stack)}"
+                ) from None
+    finally:
+        broker.stop()
 
 
 # --- 2. the projector SIGKILLed mid-batch ------------------------------------------------------------
