@@ -17,6 +17,17 @@ from pathlib import Path
 import httpx
 
 
+def _die_with_parent() -> None:
+    """Linux: the child gets SIGTERM when the process that started it dies, so a killed test run or a killed
+    ``make run`` leaves no service behind. Elsewhere a no-op."""
+    try:
+        import ctypes
+
+        ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
+    except (OSError, AttributeError):
+        pass
+
+
 class ProcessError(RuntimeError):
     """A child did not start or did not become ready; the message names its log file."""
 
@@ -48,6 +59,7 @@ class ManagedProcess:
             stderr=subprocess.STDOUT,
             stdin=subprocess.DEVNULL,
             start_new_session=True,
+            preexec_fn=_die_with_parent,
         )
         log.close()
         if wait:

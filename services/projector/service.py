@@ -135,6 +135,9 @@ class Projector:
             "session.timeout.ms": self.settings.session_timeout_ms,
             "max.poll.interval.ms": self.settings.max_poll_interval_ms,
             "enable.partition.eof": False,
+            # A request stuck on a connection to a broker that restarted only fails after this; librdkafka's
+            # 60 s default once kept the group rejoin (and so the whole projector) waiting that long.
+            "socket.timeout.ms": 10_000,
         }
         if self.settings.group_instance_id:
             config["group.instance.id"] = self.settings.group_instance_id
