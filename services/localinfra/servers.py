@@ -342,14 +342,12 @@ class PostgresServer(LocalServer):
 
     def prepare(self) -> None:
         bin_dir = ensure_postgres()
-        for folder in (self.data_dir, *self.data_dir.parents):
-            if folder == Path("/"):
-                break
-            if os.geteuid() == 0 and not os.access(folder, os.X_OK, effective_ids=False):
-                continue
-            mode = folder.stat().st_mode
-            if os.geteuid() == 0 and not mode & 0o001:  # let the postgres user traverse down to its data
-                folder.chmod(mode | 0o011)
+        self.data_dir.mkdir(parents=True, exist_ok=True)
+        if os.geteuid() == 0:  # the server runs as 'postgres': let it traverse down to its data (e.g. mkdtemp's 0700)
+            for folder in (self.data_dir, *self.data_dir.parents):
+                mode = folder.stat().st_mode
+                if not mode & 0o001:
+                    folder.chmod(mode | 0o011)
         self._owned(self.data_dir)
         cluster = self.data_dir / "cluster"
         if not (cluster / "PG_VERSION").exists():
