@@ -14,6 +14,10 @@ from typing import Any
 
 from services.common.trio import job_facts
 
+# Kafka headers that correlate a record with the logs of whoever wrote and applied it.
+EVENT_ID_HEADER = "event-id"
+SYNC_ID_HEADER = "sync-id"
+
 
 class EventType(StrEnum):
     JOB_OBSERVED = "JobObserved"

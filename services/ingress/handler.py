@@ -14,7 +14,7 @@ from typing import Protocol
 from services.common.codec import job_event_codec
 from services.common.dlq import DeadLetter, dlq_headers
 from services.common.errors import PublishError, QueueFullError
-from services.common.events import Source, job_observed, new_event_id, utcnow
+from services.common.events import EVENT_ID_HEADER, Source, job_observed, new_event_id, utcnow
 from services.common.kafka import Delivered
 from services.common.logs import get_logger
 from services.common.settings import KafkaSettings
@@ -33,7 +33,6 @@ from services.ingress.validation import (
 
 log = get_logger("services.ingress")
 
-EVENT_ID_HEADER = "event-id"  # the correlation id, in every record this service writes
 _MAX_HEADER_BYTES = 1024
 # With signatures on, an oversized body is still read (not kept) to verify it, up to this many times
 # the limit; past that it cannot be authenticated and is refused without a dead letter.

@@ -12,14 +12,12 @@ from typing import Any, Protocol
 from services.common.codec import job_event_codec
 from services.common.dlq import DeadLetter, dlq_headers
 from services.common.errors import PublishError, QueueFullError
-from services.common.events import JobEvent
+from services.common.events import EVENT_ID_HEADER, SYNC_ID_HEADER, JobEvent
 from services.common.kafka import Delivered
 from services.common.settings import KafkaSettings
 from services.poller.checkpoint import Checkpoint
 
 ORIGIN = "poller"
-SYNC_ID_HEADER = "sync-id"
-EVENT_ID_HEADER = "event-id"
 QUEUE_FULL_PAUSE_S = 0.05
 
 

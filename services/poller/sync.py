@@ -17,7 +17,7 @@ from typing import Any
 import structlog
 
 from services.common.errors import JobSyncError, PublishError
-from services.common.events import JobEvent, Source, snapshot_completed, utcnow
+from services.common.events import SYNC_ID_HEADER, JobEvent, Source, snapshot_completed, utcnow
 from services.common.logs import get_logger
 from services.common.settings import KafkaSettings
 from services.poller.checkpoint import (
@@ -217,7 +217,7 @@ class Syncer:
                 key,
                 reason,
                 max_bytes=self.settings.dlq_max_bytes,
-                extra={"sync-id": progress.sync_id, "poller-sync-kind": str(progress.kind)},
+                extra={SYNC_ID_HEADER: progress.sync_id, "poller-sync-kind": str(progress.kind)},
             )
             self.metrics.dead_letters.inc()
         except PublishError as exc:

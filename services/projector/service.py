@@ -26,7 +26,7 @@ from typing import Any
 from confluent_kafka import Consumer, KafkaException, Message, TopicPartition
 from pymongo.errors import PyMongoError
 
-from services.common.codec import job_event_codec
+from services.common.codec import job_event_codec, job_state_codec
 from services.common.dlq import DeadLetter, dlq_headers
 from services.common.errors import DecodeError, JobSyncError
 from services.common.events import ChangeKind, EventType, JobEvent, JobState
@@ -263,8 +263,6 @@ class Projector:
         await self.applier.observations(run, out)
 
     async def _publish(self, out: Applied, dead: Sequence[DeadItem]) -> None:
-        from services.common.codec import job_state_codec
-
         codec = job_state_codec()
         sends = [self.producer.send(self.kafka.state_topic, codec.encode(state), state.key) for state in out.records]
         if self.settings.hint_inferred_closures:

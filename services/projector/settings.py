@@ -5,6 +5,10 @@ from __future__ import annotations
 from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+# FerretDB 1.24 holds one backend connection per statement of an update command until the whole command
+# ends (its pools have 50 PostgreSQL / 100 SQLite connections): a bigger bulk deadlocks the server.
+DEFAULT_WRITE_CHUNK = 40
+
 
 class ProjectorSettings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="JOBSYNC_PROJECTOR_", extra="ignore")
@@ -35,7 +39,8 @@ class ProjectorSettings(BaseSettings):
         "job and the view gets Trio's own closed version (reason, ModifiedDateUtc).",
     )
     write_chunk: int = Field(
-        40, ge=1, description="Statements per bulk write command. FerretDB 1.24 deadlocks above its connection "
+        DEFAULT_WRITE_CHUNK, ge=1,
+        description="Statements per bulk write command. FerretDB 1.24 deadlocks above its connection "
         "pool size (50 on PostgreSQL): keep 40 there; MongoDB takes 1000.",
     )
     mongo_timeout_ms: int = Field(

@@ -23,13 +23,10 @@ from services.common.errors import JobSyncError
 from services.common.trio import LISTED_STATUSES
 from services.projector import document as d
 from services.projector.rules import JobFold
+from services.projector.settings import DEFAULT_WRITE_CHUNK
 
 # FerretDB and MongoDB both cap a command's size; keep $in lists well below.
 CHUNK = 1_000
-# FerretDB 1.24 holds one backend connection per statement of an update command until the whole command
-# ends (its pools have 50 PostgreSQL / 100 SQLite connections): a bigger bulk deadlocks the server. MongoDB
-# has no such limit; raise JOBSYNC_PROJECTOR_WRITE_CHUNK there for fewer round trips.
-DEFAULT_WRITE_CHUNK = 40
 
 
 class WriteConflictError(JobSyncError):

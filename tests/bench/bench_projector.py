@@ -20,7 +20,8 @@ from pymongo import ReplaceOne
 
 from services.common.kafka import AsyncProducer, ensure_topics, standard_topics
 from services.common.settings import KafkaSettings, MongoSettings
-from services.projector.view import DEFAULT_WRITE_CHUNK, mongo_client
+from services.projector.settings import DEFAULT_WRITE_CHUNK
+from services.projector.view import mongo_client
 from tests.projector_support import Running, observed, projector_settings, publish
 
 FULL = 100_000
