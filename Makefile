@@ -58,11 +58,12 @@ lint: $(STAMP)
 run: setup
 	$(BIN)/python -m services.operator run $(RUN_ARGS)
 
+## bench: the benchmark harness (tests/bench), against the local servers of infra-up
 ## docs: regenerate the README's configuration table from the settings classes
 docs: $(STAMP)
 	$(BIN)/python -m services.operator config-table --write
 
-bench: setup
+bench: infra-up
 	$(BIN)/python -m tests.bench $(BENCH_ARGS)
 
 clean: infra-down
