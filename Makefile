@@ -58,11 +58,16 @@ lint: $(STAMP)
 run: setup
 	$(BIN)/python -m services.operator run $(RUN_ARGS)
 
-## bench: the benchmark harness (tests/bench), against the local servers of infra-up
 ## docs: regenerate the README's configuration table from the settings classes
 docs: $(STAMP)
 	$(BIN)/python -m services.operator config-table --write
 
+## soak: the convergence e2e with more seeds and a bigger scenario, by hand (not part of make test)
+soak: setup
+	JOBSYNC_E2E_SEEDS=$${JOBSYNC_E2E_SEEDS:-1,2,3,4,5} JOBSYNC_E2E_JOBS=$${JOBSYNC_E2E_JOBS:-1500} \
+	JOBSYNC_E2E_STEPS=$${JOBSYNC_E2E_STEPS:-2000} $(BIN)/python -m pytest -m e2e tests/e2e/test_convergence.py $(PYTEST_ARGS)
+
+## bench: the benchmark harness (tests/bench), against the local servers of infra-up
 bench: infra-up
 	$(BIN)/python -m tests.bench $(BENCH_ARGS)
 
