@@ -2,7 +2,8 @@
 
 Used by the consumer loop (service.py) and by the operator's ``closures apply`` command, so both write
 the same way: optimistic concurrency on the revision, one change-feed record per effective change, and
-a ``feed_pending`` mark on each changed document until the feed has acknowledged it.
+the change recorded in the document (``last_change``), so that a change written but never announced (a
+crash between the write and the feed) is announced when its event is read again (feed.unannounced).
 """
 
 from __future__ import annotations
@@ -17,7 +18,7 @@ from services.common.events import JobEvent, JobState
 from services.common.logs import get_logger
 from services.projector import document as d
 from services.projector.closures import GuardDecision, GuardVerdict, guard
-from services.projector.feed import job_state, pending_change
+from services.projector.feed import BatchReader, job_state, unannounced
 from services.projector.metrics import ProjectorMetrics
 from services.projector.rules import Coords, JobFold, Label, Observation, fold_job, group_by_job, infer_closure
 from services.projector.settings import ProjectorSettings
@@ -32,13 +33,15 @@ class Applied:
 
     records: list[JobState] = field(default_factory=list)
     labels: list[Label] = field(default_factory=list)
-    pending_tokens: list[tuple[int, str]] = field(default_factory=list)
+    reader: BatchReader | None = None  # the consumer's batch (None: an operator command)
+    # (job, event id) of operator-made changes to mark announced once the feed has them
+    operator_changes: list[tuple[int, str]] = field(default_factory=list)
     freshness: list[tuple[str, float]] = field(default_factory=list)  # (source, seconds)
     guard_trips: int = 0
     _seen: set[tuple[int, int, str]] = field(default_factory=set)
 
     def add_record(self, state: JobState) -> None:
-        # A retried batch re-announces, from feed_pending, what an earlier attempt already collected.
+        # A retried batch re-announces, from last_change, what an earlier attempt already collected.
         key = (state.job_number, state.revision, state.event_id)
         if key not in self._seen:
             self._seen.add(key)
@@ -85,20 +88,23 @@ class Applier:
                           partition=coords.partition, offset=coords.offset, source=str(obs.event.source))
 
     def _collect(self, result: JobFold, out: Applied) -> None:
-        pending = pending_change(result.base)
-        if pending is not None and result.base is not None:  # a change an earlier run wrote, maybe unannounced
-            out.add_record(job_state(result.base, pending))
+        earlier = unannounced(result.base, out.reader)
+        if earlier is not None and result.base is not None:  # written by an earlier run, maybe never announced
+            out.add_record(job_state(result.base, earlier))
         for change, state in result.changes:
             out.add_record(job_state(state, change))
         final = result.doc if result.doc is not None else result.base
-        token = pending_change(final)
-        if token is not None:
-            out.pending_tokens.append((result.number, token.event_id))
+        mark = (final or {}).get(d.LAST_CHANGE) or {}
+        if mark.get("announced") is False:
+            out.operator_changes.append((result.number, mark["event_id"]))
 
     async def marker(self, marker: JobEvent, coords: Coords, out: Applied) -> GuardDecision:
         """Closure inference for the partition the marker was read on."""
         assert marker.snapshot_id is not None and marker.started_at is not None
         started_us = d.to_us(marker.started_at)
+        # Closures an earlier run made on this very marker: announced again if that run did not commit.
+        for doc in await self.view.changed_by(coords.partition, marker.event_id):
+            self._collect(JobFold(doc[d.ID], doc, None, []), out)
         candidates = await self.view.closure_candidates(coords.partition, marker.snapshot_id, started_us)
         open_jobs = await self.view.count_open(coords.partition)
         decision = guard(len(candidates), open_jobs, share=self.settings.guard_share,
@@ -118,18 +124,21 @@ class Applier:
         closed = 0
         if decision.verdict == GuardVerdict.CLOSE:
             closed = await self.close(marker, [c[d.ID] for c in candidates], out,
-                                      bases={c[d.ID]: c for c in candidates})
+                                      bases={c[d.ID]: c for c in candidates}, coords=coords)
         status = "applied" if decision.verdict == GuardVerdict.CLOSE else "nothing"
         await self.view.record_snapshot(self._record(marker, coords, status, [], open_jobs, decision, closed))
         log.info("snapshot marker applied", closed=closed, **context)
         return decision
 
     async def close(self, marker: JobEvent, numbers: Sequence[int], out: Applied,
-                    bases: dict[int, dict[str, Any]] | None = None) -> int:
-        """Close ``numbers`` as not listed by ``marker``'s snapshot (each re-checked against its document)."""
+                    bases: dict[int, dict[str, Any]] | None = None, coords: Coords | None = None) -> int:
+        """Close ``numbers`` as not listed by ``marker``'s snapshot (each re-checked against its document).
+
+        ``coords``: where the consumer read the marker; None when an operator applies guarded closures.
+        """
 
         def plan(number: int, doc: dict[str, Any] | None) -> JobFold:
-            outcome = infer_closure(doc, marker) if doc is not None else None
+            outcome = infer_closure(doc, marker, coords) if doc is not None else None
             if outcome is None:
                 return JobFold(number, doc, None, [])
             return JobFold(number, doc, outcome.doc, [outcome])
@@ -155,8 +164,8 @@ class Applier:
             closed=closed,
         )
 
-    async def pending_everywhere(self, out: Applied) -> None:
-        """Announce every change the view says the feed may have missed (start-up, operator commands)."""
-        for doc in await self.view.pending():
+    async def operator_changes_unannounced(self, out: Applied) -> None:
+        """Announce the operator-made changes a crashed command wrote but did not announce (start-up)."""
+        for doc in await self.view.operator_changes_unannounced():
             result = JobFold(doc[d.ID], doc, None, [])
             self._collect(result, out)

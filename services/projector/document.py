@@ -37,11 +37,13 @@ LAST_SEEN_US = "last_seen_us"
 LAST_SEEN_AT = "last_seen_at"
 LAST_SNAPSHOT_ID = "last_snapshot_id"
 LAST_SNAPSHOT_US = "last_snapshot_us"
-FEED_PENDING = "feed_pending"
+# The last effective change written, where its event was read, and (for an operator's change only)
+# whether it was announced: see feed.unannounced.
+LAST_CHANGE = "last_change"
 
 # Fields that record how the document got where it is rather than what the job is. Two views built
 # from the same events in different orders differ at most in these (see rules.py).
-WRITE_BOOKKEEPING = frozenset({REVISION, FEED_PENDING})
+WRITE_BOOKKEEPING = frozenset({REVISION, LAST_CHANGE})
 
 # "No ModifiedDateUtc" orders before every real instant.
 NO_TIME = -(2**62)

@@ -1,7 +1,9 @@
-"""Change-feed records (``jobs.state``) built from view documents: pure."""
+"""Change-feed records (``jobs.state``) built from view documents, and whether the feed has one: pure."""
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+from dataclasses import dataclass
 from typing import Any
 
 from services.common.events import JobState
@@ -32,8 +34,31 @@ def job_state(doc: dict[str, Any], change: Change) -> JobState:
     )
 
 
-def pending_change(doc: dict[str, Any] | None) -> Change | None:
-    """The change a document says the feed has not acknowledged yet (a crash between write and publish)."""
-    if doc is None or not doc.get(d.FEED_PENDING):
+def unannounced(doc: dict[str, Any] | None, reader: BatchReader | None) -> Change | None:
+    """The document's last change, if the change feed may not have it (a crash between write and publish).
+
+    The projector commits an event's offset only after the feed acknowledged what the event changed, and
+    reads each partition from its group's committed offset on. So a change made by the event at
+    ``offset`` of ``partition``, read by the consumer group now reading, is unannounced exactly when
+    the batch in hand starts at or before that offset. A change read by another group is that group's
+    to announce when it reads the event again; outside the consumer (``reader`` None) no consumer change
+    is. A change an operator command made has no coordinates and says itself whether it was announced.
+    """
+    if doc is None or not doc.get(d.LAST_CHANGE):
         return None
-    return Change.from_pending(doc[d.FEED_PENDING])
+    mark = doc[d.LAST_CHANGE]
+    change = Change.from_mark(mark)
+    if change.offset is None:
+        return None if mark.get("announced", True) else change
+    if reader is None or change.group != reader.group or change.partition is None:
+        return None
+    start = reader.starts.get(change.partition)
+    return change if start is not None and change.offset >= start else None
+
+
+@dataclass(frozen=True)
+class BatchReader:
+    """The consumer group reading a batch, and the batch's first offset on each of its partitions."""
+
+    group: str
+    starts: Mapping[int, int]

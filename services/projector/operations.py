@@ -79,7 +79,7 @@ async def apply_snapshot(
             count = await applier.close(marker, record["candidates"], out)
             for state in out.records:
                 await producer.send(kafka.state_topic, codec.encode(state), state.key)
-            await view.clear_pending(out.pending_tokens)
+            await view.mark_announced(out.operator_changes)
             await view.mark_snapshot_applied(record["_id"], count)
             log.info("guarded closures applied", snapshot_id=snapshot_id, partition=record["partition"],
                      candidates=len(record["candidates"]), closed=count)

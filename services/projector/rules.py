@@ -10,14 +10,15 @@ the event id only breaks exact ties so that the result never depends on arrival 
 
 What "the same view" means (rule 6). Folding any permutation, with any redelivery (the same message
 again: same event, same coordinates), of one set of observations gives a document equal in every field
-except ``revision`` (how many writes it took) and ``feed_pending`` (which change the change feed must
-still publish). That includes the Trio job (text and query copy), status, closure fields,
-``modified_*``, positions, the provenance of the winning observation (``observed_*``, ``source``,
-``event_id``, ``partition``, ``offset``) and the bookkeeping (``first_seen_*`` is the earliest
-observation, ``last_seen_*`` the latest, ``last_snapshot_*`` the full snapshot of the latest
-``poll_full`` observation). It holds for observations that honour Trio's contract that an unchanged
-``ModifiedDateUtc`` means unchanged content except ``NumberOfCurrentOpenPositions``; when Trio breaks
-it, rule 3 still wins (only the positions move) and the outcome carries an ``anomaly`` for the log.
+except ``revision`` (how many writes it took) and ``last_change`` (which change was written last, and
+from where: what the change feed announces again after a crash). That includes the Trio job (text and
+query copy), status, closure fields, ``modified_*``, positions, the provenance of the winning
+observation (``observed_*``, ``source``, ``event_id``, ``partition``, ``offset``) and the bookkeeping
+(``first_seen_*`` is the earliest observation, ``last_seen_*`` the latest, ``last_snapshot_*`` the full
+snapshot of the latest ``poll_full`` observation). It holds for observations that honour Trio's contract
+that an unchanged ``ModifiedDateUtc`` means unchanged content except ``NumberOfCurrentOpenPositions``;
+when Trio breaks it, rule 3 still wins (only the positions move) and the outcome carries an ``anomaly``
+for the log.
 """
 
 from __future__ import annotations
@@ -50,29 +51,51 @@ class Label(StrEnum):
 
 @dataclass(frozen=True, slots=True)
 class Coords:
-    """Where an event was read: bookkeeping, never content."""
+    """Where an event was read (and by which consumer group): bookkeeping, never content."""
 
     partition: int
     offset: int
+    group: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
 class Change:
-    """One effective change, as the change feed will announce it."""
+    """One effective change, as the change feed will announce it.
+
+    ``partition``/``offset`` are the coordinates of the event that made it and ``group`` the consumer
+    group that read it (all None for a change an operator command made): that group's committed offset
+    tells whether the feed has the change.
+    """
 
     kind: ChangeKind
     changed_fields: tuple[str, ...]
     source: str
     event_id: str
-
-    def as_pending(self) -> dict[str, Any]:
-        return {"kind": str(self.kind), "changed_fields": list(self.changed_fields), "source": self.source,
-                "event_id": self.event_id}
+    partition: int | None = None
+    offset: int | None = None
+    group: str | None = None
 
     @classmethod
-    def from_pending(cls, pending: dict[str, Any]) -> Change:
-        return cls(ChangeKind(pending["kind"]), tuple(pending.get("changed_fields") or ()), pending["source"],
-                   pending["event_id"])
+    def made_by(cls, kind: ChangeKind, fields: tuple[str, ...], source: str, event_id: str,
+                coords: Coords | None) -> Change:
+        if coords is None:
+            return cls(kind, fields, source, event_id)
+        return cls(kind, fields, source, event_id, coords.partition, coords.offset, coords.group)
+
+    def as_mark(self) -> dict[str, Any]:
+        """The document's ``last_change`` field. A change without coordinates also carries
+        ``announced: False`` until the command that made it has published it (View.mark_announced)."""
+        mark: dict[str, Any] = {"kind": str(self.kind), "changed_fields": list(self.changed_fields),
+                                "source": self.source, "event_id": self.event_id,
+                                "partition": self.partition, "offset": self.offset, "group": self.group}
+        if self.offset is None:
+            mark["announced"] = False
+        return mark
+
+    @classmethod
+    def from_mark(cls, mark: dict[str, Any]) -> Change:
+        return cls(ChangeKind(mark["kind"]), tuple(mark.get("changed_fields") or ()), mark["source"],
+                   mark["event_id"], mark.get("partition"), mark.get("offset"), mark.get("group"))
 
 
 @dataclass(frozen=True, slots=True)
@@ -210,9 +233,9 @@ def _is_closed(doc: dict[str, Any]) -> bool:
     return doc.get(d.STATUS) == CLOSED
 
 
-def _finish(doc: dict[str, Any], new: dict[str, Any], obs: Observation, *, stale: bool, anomaly: str | None = None,
-            content_label: Label | None = None) -> Outcome:
-    """Compare ``new`` with ``doc``; build the outcome (label, change, revision, pending feed record)."""
+def _finish(doc: dict[str, Any], new: dict[str, Any], obs: Observation, coords: Coords, *, stale: bool,
+            anomaly: str | None = None, content_label: Label | None = None) -> Outcome:
+    """Compare ``new`` with ``doc``; build the outcome (label, change, revision, last change)."""
     if d.content(new) != d.content(doc):
         was_closed, is_closed = _is_closed(doc), _is_closed(new)
         if is_closed and not was_closed:
@@ -222,9 +245,9 @@ def _finish(doc: dict[str, Any], new: dict[str, Any], obs: Observation, *, stale
         else:
             kind = ChangeKind.UPDATED
         fields = _changed_fields(doc[d.JOB], new[d.JOB], new[d.STATUS] != doc[d.STATUS])
-        change = Change(kind, fields, str(obs.event.source), obs.event.event_id)
+        change = Change.made_by(kind, fields, str(obs.event.source), obs.event.event_id, coords)
         new[d.REVISION] = doc[d.REVISION] + 1
-        new[d.FEED_PENDING] = change.as_pending()
+        new[d.LAST_CHANGE] = change.as_mark()
         return Outcome(content_label or _label_for(kind), new, change, anomaly)
     label = Label.STALE if stale else Label.UNCHANGED
     if new == doc:
@@ -239,8 +262,8 @@ def apply(doc: dict[str, Any] | None, event: JobEvent | Observation, coords: Coo
     if doc is None:
         new = {d.ID: obs.number, d.REVISION: 1, **_take(obs, coords), **_bookkeeping(None, obs)}
         kind = ChangeKind.CLOSED if obs.status == CLOSED else ChangeKind.OPENED
-        change = Change(kind, (), str(obs.event.source), obs.event.event_id)
-        new[d.FEED_PENDING] = change.as_pending()
+        change = Change.made_by(kind, (), str(obs.event.source), obs.event.event_id, coords)
+        new[d.LAST_CHANGE] = change.as_mark()
         return Outcome(_label_for(kind), new, change)
     if doc[d.ID] != obs.number:
         raise ValueError(f"event for job {obs.number} applied to the document of job {doc[d.ID]}")
@@ -256,11 +279,11 @@ def apply(doc: dict[str, Any] | None, event: JobEvent | Observation, coords: Coo
     if (doc.get(d.CLOSURE_INFERRED) and obs.status in LISTED_STATUSES and obs.modified_us >= stored_modified
             and obs.observed_us >= doc[d.CLOSED_US]):
         new.update(_take(obs, coords))
-        return _finish(doc, new, obs, stale=False)
+        return _finish(doc, new, obs, coords, stale=False)
 
     if obs.modified_us > stored_modified:  # rule 2 (and rule 4: a newer Open reopens a closed job)
         new.update(_take(obs, coords))
-        return _finish(doc, new, obs, stale=False)
+        return _finish(doc, new, obs, coords, stale=False)
 
     if obs.modified_us == stored_modified and received_later:
         # Rule 3: same version, received later: only what Trio changes without bumping the version
@@ -284,19 +307,21 @@ def apply(doc: dict[str, Any] | None, event: JobEvent | Observation, coords: Coo
             taken[d.STATUS_REASON] = doc.get(d.STATUS_REASON)
         new.update(taken)
         new.update(kept)
-        return _finish(doc, new, obs, stale=False, anomaly=anomaly)
+        return _finish(doc, new, obs, coords, stale=False, anomaly=anomaly)
 
     # Rules 2 and 4: older (or an earlier-received copy of the same version) changes nothing but
     # bookkeeping; an older Open never reopens a closed job.
-    return _finish(doc, new, obs, stale=True)
+    return _finish(doc, new, obs, coords, stale=True)
 
 
 def _without_positions(job: dict[str, Any]) -> dict[str, Any]:
     return {k: v for k, v in job.items() if k != OPEN_POSITIONS}
 
 
-def infer_closure(doc: dict[str, Any], marker: JobEvent) -> Outcome | None:
+def infer_closure(doc: dict[str, Any], marker: JobEvent, coords: Coords | None = None) -> Outcome | None:
     """Rule 5's closure: close ``doc`` because full snapshot ``marker`` did not list it.
+
+    ``coords`` is where the marker was read (None: an operator applies a guarded snapshot).
 
     Returns None when the job is not a candidate: not Open/OnHold, seen in the snapshot, or observed
     at or after the snapshot started. Applying it twice changes nothing (the second time the job is
@@ -316,8 +341,8 @@ def infer_closure(doc: dict[str, Any], marker: JobEvent) -> Outcome | None:
         d.CLOSURE_INFERRED: True,
         d.REVISION: doc[d.REVISION] + 1,
     })
-    change = Change(ChangeKind.CLOSED, (JOB_STATUS,), INFERRED_CLOSURE_SOURCE, marker.event_id)
-    new[d.FEED_PENDING] = change.as_pending()
+    change = Change.made_by(ChangeKind.CLOSED, (JOB_STATUS,), INFERRED_CLOSURE_SOURCE, marker.event_id, coords)
+    new[d.LAST_CHANGE] = change.as_mark()
     return Outcome(Label.INFERRED_CLOSED, new, change)
 
 

@@ -2,8 +2,10 @@
 
 One batch at a time: consume up to ``batch_size`` events (in a dedicated thread: confluent-kafka
 blocks), decode (bad ones go to jobs.dlq with their coordinates), apply the observations and markers in
-offset order, publish the change-feed records and dead letters and wait for Kafka's acks, forget the
-documents' ``feed_pending`` marks, and only then commit the batch's offsets. A failure at any step
+offset order (one document write per changed job), publish the change-feed records and dead letters and
+wait for Kafka's acks, and only then commit the batch's offsets. Each written document records its last
+change and the coordinates of the event that made it, so a change written by a batch that was never
+committed is announced when the batch is read again (feed.unannounced). A failure at any step
 (MongoDB or Kafka unreachable) pauses the partitions, marks the service not ready and retries the same
 batch with backoff; reprocessing is harmless by the projection rules.
 
@@ -34,6 +36,7 @@ from services.common.kafka import AsyncProducer, base_config, coordinates, messa
 from services.common.logs import get_logger
 from services.common.settings import KafkaSettings, MongoSettings
 from services.projector.applier import Applied, Applier
+from services.projector.feed import BatchReader
 from services.projector.metrics import ProjectorMetrics
 from services.projector.rules import Coords, InvalidEventError, Label, Observation, observation
 from services.projector.settings import ProjectorSettings
@@ -57,19 +60,22 @@ class Decoded:
     items: list[tuple[Observation | JobEvent, Coords]]
     dead: list[DeadItem]
     offsets: dict[tuple[str, int], int]  # (topic, partition) -> next offset to commit
+    starts: dict[int, int]  # partition -> the batch's first offset there
 
 
-def decode_batch(messages: Sequence[Message]) -> Decoded:
+def decode_batch(messages: Sequence[Message], group: str | None = None) -> Decoded:
     codec = job_event_codec()
     items: list[tuple[Observation | JobEvent, Coords]] = []
     dead: list[DeadItem] = []
     offsets: dict[tuple[str, int], int] = {}
+    starts: dict[int, int] = {}
     for msg in messages:
         if msg.error() is not None:
             continue
         where = coordinates(msg)
         offsets[(where.topic, where.partition)] = where.offset + 1
-        coords = Coords(where.partition, where.offset)
+        starts[where.partition] = min(where.offset, starts.get(where.partition, where.offset))
+        coords = Coords(where.partition, where.offset, group)
         try:
             event = codec.decode(msg.value())
             if event.event_type == EventType.JOB_OBSERVED:
@@ -80,7 +86,7 @@ def decode_batch(messages: Sequence[Message]) -> Decoded:
                 items.append((event, coords))
         except (DecodeError, InvalidEventError) as exc:
             dead.append(DeadItem(msg, str(exc)))
-    return Decoded(items, dead, offsets)
+    return Decoded(items, dead, offsets, starts)
 
 
 class Projector:
@@ -164,10 +170,12 @@ class Projector:
     async def start(self) -> None:
         await self.view.ensure_indexes()
         await self.producer.start()
-        # Changes a crashed predecessor wrote but may not have announced.
+        # Changes a crashed operator command wrote but may not have announced (the consumer's own are
+        # announced when their uncommitted events are read again).
         out = Applied()
-        await self.applier.pending_everywhere(out)
+        await self.applier.operator_changes_unannounced(out)
         await self._publish(out, [])
+        await self.view.mark_announced(out.operator_changes)
         self._consumer = await self._kafka(self._new_consumer)
         await self._kafka(self._consumer.subscribe, [self.kafka.events_topic], on_assign=self._on_assign,
                           on_revoke=self._on_revoke, on_lost=self._on_revoke)
@@ -216,7 +224,7 @@ class Projector:
         return len(messages)
 
     async def _handle(self, messages: list[Message], stop: asyncio.Event | None) -> None:
-        decoded = decode_batch(messages)
+        decoded = decode_batch(messages, self.group_id)
         out = Applied()
         delay = self.settings.backoff_initial_s
         paused = False
@@ -227,7 +235,7 @@ class Projector:
                 stage = "kafka"
                 await self._publish(out, decoded.dead)
                 stage = "view"
-                await self.view.clear_pending(out.pending_tokens)
+                await self.view.mark_announced(out.operator_changes)
                 break
             except RETRYABLE as exc:
                 self.metrics.batch_failures.labels(stage).inc()
@@ -239,6 +247,7 @@ class Projector:
                             events=len(messages))
                 # Stopping does not abandon the batch: nothing may be committed past an unwritten event,
                 # and a half-done batch would only be redone by the next owner. Keep trying until done.
+                await self._measure_lag(paused=paused)  # the lag keeps growing on the dashboards meanwhile
                 await asyncio.sleep(delay * random.uniform(0.5, 1.0))
                 delay = min(delay * 2, self.settings.backoff_max_s)
         if paused:
@@ -251,7 +260,8 @@ class Projector:
         """Observations up to each marker are written before the marker's closure query reads the view."""
         out.labels.clear()
         out.freshness.clear()
-        out.pending_tokens.clear()
+        out.operator_changes.clear()
+        out.reader = BatchReader(self.group_id, decoded.starts)
         run: list[tuple[Observation, Coords]] = []
         for item, coords in decoded.items:
             if isinstance(item, Observation):
@@ -330,7 +340,14 @@ class Projector:
         log.info("batch committed", events=size, changes=changes, feed_records=len(out.records),
                  dead_letters=len(decoded.dead), partitions=sorted({p for _, p in decoded.offsets}))
 
-    async def _measure_lag(self) -> None:
+    async def _measure_lag(self, *, paused: bool = False) -> None:
+        """Lag per assigned partition: high watermark minus position.
+
+        While consuming, the high watermark librdkafka caches from each fetch response is used: asking the
+        broker instead queues behind the consumer's own long-polling fetch on the same connection (the
+        broker answers one request per connection at a time), which cost ~0.4 s per partition and stalled
+        the batch loop. While paused (a failing batch) nothing is fetched, so the broker is asked.
+        """
         if self._consumer is None or time.monotonic() - self._last_lag < self.settings.lag_interval_s:
             return
         self._last_lag = time.monotonic()
@@ -342,8 +359,10 @@ class Projector:
             if not assignment:
                 return lags
             for tp in consumer.position(assignment):
-                low, high = consumer.get_watermark_offsets(tp, timeout=2.0, cached=False)
-                lags[tp.partition] = max(0, high - (tp.offset if tp.offset >= 0 else low))
+                low, high = consumer.get_watermark_offsets(tp, timeout=2.0, cached=not paused)
+                start = tp.offset if tp.offset >= 0 else low
+                if high >= 0 and start >= 0:
+                    lags[tp.partition] = max(0, high - start)
             return lags
 
         try:
@@ -360,6 +379,17 @@ class Projector:
             except PyMongoError as exc:
                 log.debug("cannot count the view", error=str(exc))
             await _sleep_or_stop(stop, self.settings.view_counts_interval_s)
+
+    async def positions(self) -> dict[int, int]:
+        """The consumer's next offset per assigned partition (local: no broker round trip)."""
+        assert self._consumer is not None
+        consumer = self._consumer
+
+        def read() -> dict[int, int]:
+            assignment = consumer.assignment()
+            return {tp.partition: tp.offset for tp in consumer.position(assignment)} if assignment else {}
+
+        return await self._kafka(read)
 
     async def committed(self) -> dict[int, int]:
         """The group's committed offset per partition of jobs.events (-1001: none yet)."""

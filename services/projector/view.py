@@ -174,18 +174,23 @@ class View:
             )
         return plans
 
-    async def clear_pending(self, tokens: Sequence[tuple[int, str]]) -> None:
-        """The change feed acknowledged these changes: forget them, unless a newer change replaced them."""
-        for start in range(0, len(tokens), CHUNK):
-            chunk = tokens[start : start + CHUNK]
+    async def mark_announced(self, changes: Sequence[tuple[int, str]]) -> None:
+        """The change feed acknowledged these operator-made changes (job, event id), unless a newer change
+        replaced them. The consumer's own changes need no such write: its committed offsets say it."""
+        for start in range(0, len(changes), CHUNK):
+            chunk = changes[start : start + CHUNK]
             await self.jobs.update_many(
-                {"$or": [{d.ID: n, f"{d.FEED_PENDING}.event_id": e} for n, e in chunk]},
-                {"$set": {d.FEED_PENDING: None}},
+                {"$or": [{d.ID: n, f"{d.LAST_CHANGE}.event_id": e} for n, e in chunk]},
+                {"$set": {f"{d.LAST_CHANGE}.announced": True}},
             )
 
-    async def pending(self) -> list[dict[str, Any]]:
-        """Documents whose last change the feed may not have received (a crash between write and publish)."""
-        return [doc async for doc in self.jobs.find({d.FEED_PENDING: {"$ne": None}})]
+    async def operator_changes_unannounced(self) -> list[dict[str, Any]]:
+        """Documents whose last change an operator command wrote but did not see acknowledged."""
+        return [doc async for doc in self.jobs.find({f"{d.LAST_CHANGE}.announced": False})]
+
+    async def changed_by(self, partition: int, event_id: str) -> list[dict[str, Any]]:
+        """Documents of ``partition`` whose last change the event ``event_id`` made (a marker's closures)."""
+        return [doc async for doc in self.jobs.find({d.PARTITION: partition, f"{d.LAST_CHANGE}.event_id": event_id})]
 
     # ---- closure inference
 

@@ -13,6 +13,7 @@ from hypothesis import strategies as st
 
 from services.common.events import ChangeKind, EventType, JobEvent, Source, snapshot_completed
 from services.projector import document as d
+from services.projector.feed import BatchReader, unannounced
 from services.projector.rules import (
     Coords,
     InvalidEventError,
@@ -116,7 +117,7 @@ def reorderings(draw):
 @settings(max_examples=400, suppress_health_check=[HealthCheck.too_slow])
 @given(reorderings())
 def test_any_order_and_duplication_yield_the_same_document_except_write_bookkeeping(pair):
-    """Rule 6: equal in every field (Trio job, status, closure, times, provenance) but revision/feed_pending."""
+    """Rule 6: equal in every field (Trio job, status, closure, times, provenance) but revision/last_change."""
     first, second = pair
     assert d.without_write_bookkeeping(final(first)) == d.without_write_bookkeeping(final(second))
 
@@ -278,7 +279,7 @@ def test_a_fold_reports_every_effective_change_once_and_writes_once_per_job():
     assert [c.kind for c, _ in job.changes] == [ChangeKind.OPENED, ChangeKind.CLOSED]
     assert [s[d.REVISION] for _, s in job.changes] == [1, 2]
     assert job.doc[d.REVISION] == 2
-    assert job.doc[d.FEED_PENDING]["kind"] == "closed"
+    assert job.doc[d.LAST_CHANGE]["kind"] == "closed"
 
 
 def test_a_document_already_holding_every_event_needs_no_write():
@@ -313,3 +314,41 @@ def test_unsafe_keys_and_huge_integers_are_made_storable_only_in_the_query_copy(
     assert doc[d.JOB_JSON] == text
     assert doc[d.JOB] == {"Number": 1, "JobStatus": "Open", "a\uff0eb": 1, "\uff04c": 2, "\u2400": 3,
                           "big": "123456789012345678901234567890"}
+
+
+# ---- which change the feed may have missed (feed.unannounced)
+
+
+def test_a_change_read_by_the_group_again_from_before_its_offset_is_unannounced():
+    ev = event(Version(1, "Open", "Nurse", None), 1, 10, "a")
+    doc = apply(None, ev, Coords(2, 40, "projector")).doc
+    assert doc[d.LAST_CHANGE] == {"kind": "opened", "changed_fields": [], "source": "webhook", "event_id": "a",
+                                       "partition": 2, "offset": 40, "group": "projector"}
+    for start in (0, 40):  # the batch re-reads the event that made the change: the commit never happened
+        change = unannounced(doc, BatchReader("projector", {2: start}))
+        assert change is not None and change.kind == ChangeKind.OPENED and change.offset == 40
+    assert unannounced(doc, BatchReader("projector", {2: 41})) is None, "committed past it: announced"
+    assert unannounced(doc, BatchReader("projector", {1: 0})) is None, "the batch does not read that partition"
+    assert unannounced(doc, BatchReader("other-group", {2: 0})) is None, "another group's change is its own"
+    assert unannounced(doc, None) is None, "outside the consumer"
+
+
+def test_an_operator_change_is_unannounced_until_marked():
+    doc = apply(None, event(Version(1, "Open", "Nurse", None), 1, 10, "a"), Coords(0, 1, "projector")).doc
+    closed = infer_closure(doc, marker("S9", 100)).doc  # no coordinates: an operator applied it
+    assert closed[d.LAST_CHANGE]["announced"] is False and closed[d.LAST_CHANGE]["offset"] is None
+    for reader in (None, BatchReader("projector", {0: 0})):
+        change = unannounced(closed, reader)
+        assert change is not None and change.kind == ChangeKind.CLOSED and change.source == "inferred_closure"
+    marked = {**closed, d.LAST_CHANGE: {**closed[d.LAST_CHANGE], "announced": True}}
+    assert unannounced(marked, None) is None
+    by_consumer = infer_closure(doc, marker("S9", 100), Coords(0, 7, "projector")).doc
+    assert "announced" not in by_consumer[d.LAST_CHANGE] and by_consumer[d.LAST_CHANGE]["offset"] == 7
+
+
+def test_a_write_that_changes_nothing_effective_keeps_the_last_change():
+    v1 = Version(1, "Open", "Nurse", None)
+    doc = apply(None, event(v1, 1, 10, "a"), Coords(0, 1, "g")).doc
+    later = apply(doc, event(v1, 1, 20, "b", source=Source.POLL_FULL, snapshot_id="S1"), Coords(0, 9, "g"))
+    assert later.change is None and later.doc is not None, "bookkeeping only (last seen, snapshot)"
+    assert later.doc[d.LAST_CHANGE] == doc[d.LAST_CHANGE], "still the change that event a made"
