@@ -326,6 +326,9 @@ def _as_postgres(cmd: list[str]) -> list[str]:
     return ["runuser", "-u", "postgres", "--", *cmd] if os.geteuid() == 0 else cmd
 
 
+FERRETDB_POOL = 400
+
+
 @dataclass
 class PostgresServer(LocalServer):
     """A throw-away PostgreSQL cluster for FerretDB (trust auth on loopback, no fsync: test data only)."""
@@ -334,7 +337,11 @@ class PostgresServer(LocalServer):
 
     @property
     def url(self) -> str:
-        return f"postgres://postgres@127.0.0.1:{self.port}/{self.database}"
+        # FerretDB 1.24 holds one backend connection per statement of an update command until the command
+        # ends, and waits for more when its pool (50 by default) is empty: concurrent bulks (a projector and
+        # `closures apply`, two projectors, tests beside a benchmark) then wait on each other for good.
+        # A pool of FERRETDB_POOL leaves room for ten writers of JOBSYNC_PROJECTOR_WRITE_CHUNK (40).
+        return f"postgres://postgres@127.0.0.1:{self.port}/{self.database}?pool_max_conns={FERRETDB_POOL}"
 
     def _owned(self, path: Path) -> None:
         if os.geteuid() == 0:
@@ -363,6 +370,7 @@ class PostgresServer(LocalServer):
             str(bin_dir / "postgres"), "-D", str(self.data_dir / "cluster"), "-p", str(self.port),
             "-k", str(self.data_dir), "-c", "listen_addresses=127.0.0.1", "-c", "fsync=off",
             "-c", "synchronous_commit=off", "-c", "full_page_writes=off",
+            "-c", f"max_connections={FERRETDB_POOL + 20}",
         ])
 
     def probe(self) -> bool:

@@ -36,8 +36,12 @@ class Applied:
     reader: BatchReader | None = None  # the consumer's batch (None: an operator command)
     # (job, event id) of operator-made changes to mark announced once the feed has them
     operator_changes: list[tuple[int, str]] = field(default_factory=list)
+    # events whose job document the server refused: dead-lettered with the reason, the batch goes on
+    refused: list[tuple[Coords, str]] = field(default_factory=list)
+    jobs_refused: int = 0
     freshness: list[tuple[str, float]] = field(default_factory=list)  # (source, seconds)
     guard_trips: int = 0
+    closures_refused: int = 0
     _seen: set[tuple[int, int, str]] = field(default_factory=set)
 
     def add_record(self, state: JobState) -> None:
@@ -58,11 +62,14 @@ class Applier:
         self.metrics.write_conflicts.inc()
         log.info("write conflict, re-applying on the fresh document", job_number=number)
 
-    async def _converge(self, numbers: Sequence[int], plan, bases=None) -> dict[int, JobFold]:
-        return await self.view.converge(
+    async def _converge(self, numbers: Sequence[int], plan, bases=None) -> tuple[dict[int, JobFold], dict[int, str]]:
+        folds, refused = await self.view.converge(
             numbers, plan, attempts=self.settings.write_attempts, bases=bases,
             on_conflict=self._on_conflict, on_write=self.metrics.write_latency.observe,
         )
+        for number, why in refused.items():
+            log.error("job document refused by the view's server", job_number=number, reason=why)
+        return folds, refused
 
     async def observations(self, items: Sequence[tuple[Observation, Coords]], out: Applied) -> None:
         """Fold a run of observations (no marker among them) into the view."""
@@ -73,7 +80,11 @@ class Applier:
         def plan(number: int, doc: dict[str, Any] | None) -> JobFold:
             return fold_job(doc, grouped[number])
 
-        folds = await self._converge(list(grouped), plan)
+        folds, refused = await self._converge(list(grouped), plan)
+        out.jobs_refused += len(refused)
+        for number, why in refused.items():
+            for _, coords in grouped[number]:
+                out.refused.append((coords, f"job {number}: {why}"))
         now = time.time()
         for number, result in folds.items():
             self._collect(result, out)
@@ -143,7 +154,8 @@ class Applier:
                 return JobFold(number, doc, None, [])
             return JobFold(number, doc, outcome.doc, [outcome])
 
-        folds = await self._converge(list(numbers), plan, bases=bases)
+        folds, refused = await self._converge(list(numbers), plan, bases=bases)
+        out.closures_refused += len(refused)  # the job stays open; the next full snapshot tries again
         closed = 0
         for number, result in folds.items():
             self._collect(result, out)

@@ -9,6 +9,7 @@ made safe for every MongoDB-wire server (no ``.``, no leading ``$``, no empty ke
 
 from __future__ import annotations
 
+import json
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -71,25 +72,40 @@ def ms_datetime(us: int | None) -> datetime | None:
     return EPOCH + timedelta(milliseconds=us // 1000)
 
 
+def safe_text(text: str) -> str:
+    """A string every MongoDB-wire server stores: NUL -> U+2400 (PostgreSQL's jsonb under FerretDB cannot
+    hold it, nor can a BSON key), a lone surrogate (valid in JSON's ``\\u`` escapes, not UTF-8) -> U+FFFD."""
+    if "\x00" in text:
+        text = text.replace("\x00", "\u2400")
+    if not text.isascii():
+        text = text.encode("utf-16", "surrogatepass").decode("utf-16", "replace")
+    return text
+
+
 def safe_key(key: str) -> str:
-    """A key every MongoDB-wire server stores: ``.`` -> U+FF0E, a leading ``$`` -> U+FF04, "" -> U+2400."""
+    """A key every MongoDB-wire server stores: ``.`` -> U+FF0E, a leading ``$`` -> U+FF04, "" -> U+2400,
+    and what safe_text changes."""
     if key == "":
         return "\u2400"
-    key = key.replace(".", "\uff0e")
+    key = safe_text(key).replace(".", "\uff0e")
     if key.startswith("$"):
         key = "\uff04" + key[1:]
     return key
 
 
 def query_copy(value: Any) -> Any:
-    """The JSON value as BSON can hold it: safe keys, integers beyond int64 as decimal strings.
+    """The JSON value as every MongoDB-wire server holds it: safe keys and strings, integers beyond int64
+    as decimal strings, an array inside an array as its JSON text (FerretDB stores no nested arrays).
 
     Only the query copy is altered; ``job_json`` stays byte for byte what Trio sent.
     """
     if isinstance(value, dict):
         return {safe_key(str(k)): query_copy(v) for k, v in value.items()}
     if isinstance(value, list):
-        return [query_copy(v) for v in value]
+        return [json.dumps(v, separators=(",", ":")) if isinstance(v, list) else query_copy(v)
+                for v in value]
+    if isinstance(value, str):
+        return safe_text(value)
     if isinstance(value, int) and not isinstance(value, bool) and not (_INT64[0] <= value <= _INT64[1]):
         return str(value)
     return value

@@ -51,6 +51,12 @@ class ProjectorMetrics:
             "projector_closure_guard_trips_total",
             "Snapshot markers whose inferred closures were held back for an operator.", registry=registry,
         )
+        self.documents_refused = Counter(
+            "projector_documents_refused_total",
+            "Job documents the view's server refused (not a lost race, not transient); by=event: the events "
+            "were dead-lettered; by=closure: an inferred closure was not applied.",
+            ["by"], registry=registry,
+        )
         self.feed_records = Counter(
             "projector_feed_records_total", "Records published to jobs.state, by change kind.", ["kind"],
             registry=registry,

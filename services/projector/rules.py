@@ -147,9 +147,11 @@ def observation(event: JobEvent) -> Observation:
     if event.job_json is None:
         raise InvalidEventError("job_json: missing on a JobObserved")
     try:
-        job = json.loads(event.job_json)
+        job = json.loads(event.job_json, parse_constant=_not_json)
     except ValueError as exc:
         raise InvalidEventError(f"job_json: not JSON ({exc})") from exc
+    except RecursionError as exc:
+        raise InvalidEventError("job_json: nested too deeply") from exc
     if not isinstance(job, dict):
         raise InvalidEventError("job_json: not a JSON object")
     if job.get(NUMBER) != event.job_number:
@@ -162,6 +164,10 @@ def observation(event: JobEvent) -> Observation:
         modified_us=d.to_us(event.modified_at) if event.modified_at is not None else d.NO_TIME,
         observed_us=d.to_us(event.observed_at),
     )
+
+
+def _not_json(name: str) -> Any:
+    raise ValueError(f"{name} is not JSON (Python's parser accepts it; no MongoDB-wire server stores it)")
 
 
 def _label_for(kind: ChangeKind) -> Label:

@@ -233,7 +233,7 @@ class Projector:
             try:
                 await self._apply(decoded, out)
                 stage = "kafka"
-                await self._publish(out, decoded.dead)
+                await self._publish(out, decoded.dead + refused_items(out, messages))
                 stage = "view"
                 await self.view.mark_announced(out.operator_changes)
                 break
@@ -261,6 +261,9 @@ class Projector:
         out.labels.clear()
         out.freshness.clear()
         out.operator_changes.clear()
+        out.refused.clear()
+        out.jobs_refused = 0
+        out.closures_refused = 0
         out.reader = BatchReader(self.group_id, decoded.starts)
         run: list[tuple[Observation, Coords]] = []
         for item, coords in decoded.items:
@@ -329,8 +332,13 @@ class Projector:
     def _count(self, out: Applied, decoded: Decoded, size: int) -> None:
         for label in out.labels:
             self.metrics.events.labels(str(label)).inc()
-        if decoded.dead:
-            self.metrics.events.labels("dlq").inc(len(decoded.dead))
+        dead = len(decoded.dead) + len(out.refused)
+        if dead:
+            self.metrics.events.labels("dlq").inc(dead)
+        if out.jobs_refused:
+            self.metrics.documents_refused.labels("event").inc(out.jobs_refused)
+        if out.closures_refused:
+            self.metrics.documents_refused.labels("closure").inc(out.closures_refused)
         for source, seconds in out.freshness:
             self.metrics.freshness.labels(source).observe(seconds)
         if out.guard_trips:
@@ -338,7 +346,7 @@ class Projector:
         self.metrics.batch_size.observe(size)
         changes = sum(1 for label in out.labels if label not in _QUIET)
         log.info("batch committed", events=size, changes=changes, feed_records=len(out.records),
-                 dead_letters=len(decoded.dead), partitions=sorted({p for _, p in decoded.offsets}))
+                 dead_letters=dead, partitions=sorted({p for _, p in decoded.offsets}))
 
     async def _measure_lag(self, *, paused: bool = False) -> None:
         """Lag per assigned partition: high watermark minus position.
@@ -427,6 +435,14 @@ async def _sleep_or_stop(stop: asyncio.Event, seconds: float) -> None:
         await asyncio.wait_for(stop.wait(), timeout=seconds)
     except TimeoutError:
         pass
+
+
+def refused_items(out: Applied, messages: Sequence[Message]) -> list[DeadItem]:
+    """The events whose job document the view's server refused, as dead letters of their own messages."""
+    if not out.refused:
+        return []
+    by_coords = {(m.partition(), m.offset()): m for m in messages}
+    return [DeadItem(by_coords[(coords.partition, coords.offset)], reason) for coords, reason in out.refused]
 
 
 def inferred_closure_hint(state: JobState) -> bytes:

@@ -6,18 +6,24 @@ failure), ``InsertOne`` for a new job (a duplicate key means another writer got 
 ``ReplaceOne`` filtered on the revision we read (matching nothing means the same). When a bulk does not
 confirm every statement, each document is read back: equal to what we meant to write means written,
 anything else means a lost race, and the caller re-applies its events to the fresh document.
+
+A document the server refuses (a per-statement write error that is neither a duplicate key nor one of
+the server's transient conditions, or one the driver cannot even encode) is not retried: the write
+reports it, the rest of the bulk is written, and the caller dead-letters the events behind it.
+Everything else (the server unreachable, a failed command) raises, and the batch is retried.
 """
 
 from __future__ import annotations
 
 import time
 from collections.abc import Callable, Iterable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
+import bson
 from pymongo import ASCENDING, AsyncMongoClient, InsertOne, ReplaceOne
-from pymongo.errors import BulkWriteError, DuplicateKeyError
+from pymongo.errors import BulkWriteError, DuplicateKeyError, InvalidDocument, WriteError
 
 from services.common.errors import JobSyncError
 from services.common.trio import LISTED_STATUSES
@@ -33,8 +39,26 @@ class WriteConflictError(JobSyncError):
     """Documents kept changing under us for every allowed attempt (a busy zombie projector?)."""
 
 
-class ViewWriteError(JobSyncError):
-    """The server refused a document for a reason other than a lost race; names the job."""
+# Write errors that say the server could not take the write *now* (MongoDB's documented transient
+# codes: network, shutdown, stepdown, time limits, write conflicts): the batch is retried, not dead-lettered.
+TRANSIENT_WRITE_CODES = frozenset({6, 7, 50, 89, 91, 112, 134, 189, 262, 9001, 10107, 11600, 11602, 13435, 13436,
+                                   16500})
+DUPLICATE_KEY = 11000
+
+
+def refusal(code: int | None, message: str | None) -> str | None:
+    """Why the server refused a document, or None when the write error is a lost race or transient."""
+    if code == DUPLICATE_KEY or code in TRANSIENT_WRITE_CODES:
+        return None
+    return f"the view's server refused the document (code {code}): {message}"
+
+
+@dataclass
+class BulkOutcome:
+    """What an ordered bulk of optimistic writes left to do."""
+
+    unconfirmed: set[int] = field(default_factory=set)  # not what we wrote: re-read and re-apply
+    refused: dict[int, str] = field(default_factory=dict)  # job -> why the server will never take it
 
 
 def mongo_client(uri: str, timeout_ms: int) -> AsyncMongoClient:
@@ -90,47 +114,71 @@ class View:
 
     # ---- writes
 
-    async def write_bulk(self, writes: Sequence[tuple[int | None, dict[str, Any]]]) -> set[int]:
-        """Write ``(revision read or None for a new job, new document)`` pairs in ordered bulks.
-
-        Returns the job numbers whose document is not what we wrote (a lost race or a statement the
-        server never ran): the caller re-reads and re-applies those.
-        """
-        unconfirmed: set[int] = set()
+    async def write_bulk(self, writes: Sequence[tuple[int | None, dict[str, Any]]]) -> BulkOutcome:
+        """Write ``(revision read or None for a new job, new document)`` pairs in ordered bulks."""
+        outcome = BulkOutcome()
         for start in range(0, len(writes), self.write_chunk):
-            chunk = writes[start : start + self.write_chunk]
-            ops = [InsertOne(doc) if base is None else ReplaceOne({d.ID: doc[d.ID], d.REVISION: base}, doc)
-                   for base, doc in chunk]
+            await self._write_chunk(writes[start : start + self.write_chunk], outcome)
+        return outcome
+
+    async def _write_chunk(self, chunk: Sequence[tuple[int | None, dict[str, Any]]], outcome: BulkOutcome) -> None:
+        while chunk:
             inserts = sum(1 for base, _ in chunk if base is None)
             try:
-                result = await self.jobs.bulk_write(ops, ordered=True)
-                confirmed = result.inserted_count == inserts and result.matched_count == len(chunk) - inserts
+                result = await self.jobs.bulk_write([_statement(base, doc) for base, doc in chunk], ordered=True)
+            except (InvalidDocument, UnicodeEncodeError):
+                # The driver cannot encode one of them (too large, a key BSON cannot hold): find which.
+                bad = [i for i, (_, doc) in enumerate(chunk) if _unencodable(doc)]
+                if not bad:
+                    raise
+                for i in bad:
+                    outcome.refused[chunk[i][1][d.ID]] = f"the document cannot be encoded: {_unencodable(chunk[i][1])}"
+                chunk = [w for i, w in enumerate(chunk) if i not in bad]
+                continue
             except BulkWriteError as exc:
-                refused = [e for e in exc.details.get("writeErrors", []) if e.get("code") != 11000]
-                if refused:
-                    first = refused[0]
-                    number = chunk[first["index"]][1][d.ID]
-                    raise ViewWriteError(f"job {number}: the server refused the document: {first.get('errmsg')}") \
-                        from exc
-                confirmed = False
-            if not confirmed:
-                unconfirmed |= await self._not_written(chunk)
-        return unconfirmed
+                errors = exc.details.get("writeErrors") or []
+                first = min(errors, key=lambda e: e["index"]) if errors else None
+                why = refusal(first.get("code"), first.get("errmsg")) if first else None
+                if first is None or (why is None and first.get("code") != DUPLICATE_KEY):
+                    raise  # transient: the whole batch is retried
+                if why is not None:
+                    # Ordered: what came before it ran; what follows did not. Check the first part,
+                    # then carry on after the refused statement.
+                    index = first["index"]
+                    outcome.refused[chunk[index][1][d.ID]] = why
+                    outcome.unconfirmed |= await self._not_written(chunk[:index])
+                    chunk = chunk[index + 1 :]
+                    continue
+                outcome.unconfirmed |= await self._not_written(chunk)  # a lost race (duplicate key)
+                return
+            if not (result.inserted_count == inserts and result.matched_count == len(chunk) - inserts):
+                outcome.unconfirmed |= await self._not_written(chunk)
+            return
 
     async def _not_written(self, chunk: Sequence[tuple[int | None, dict[str, Any]]]) -> set[int]:
+        if not chunk:
+            return set()
         stored = await self.load(doc[d.ID] for _, doc in chunk)
         return {doc[d.ID] for _, doc in chunk if stored.get(doc[d.ID]) != doc}
 
-    async def write_one(self, base: int | None, doc: dict[str, Any]) -> bool:
-        """One optimistic write; False when another writer changed the document first."""
-        if base is None:
-            try:
+    async def write_one(self, base: int | None, doc: dict[str, Any]) -> bool | str:
+        """One optimistic write: True when written, False when another writer changed the document
+        first, or why the server refused it."""
+        try:
+            if base is None:
                 await self.jobs.insert_one(doc)
                 return True
-            except DuplicateKeyError:
-                return False
-        result = await self.jobs.replace_one({d.ID: doc[d.ID], d.REVISION: base}, doc)
-        return result.matched_count == 1
+            result = await self.jobs.replace_one({d.ID: doc[d.ID], d.REVISION: base}, doc)
+            return result.matched_count == 1
+        except DuplicateKeyError:
+            return False
+        except WriteError as exc:
+            why = refusal(exc.code, str(exc))
+            if why is None:
+                raise
+            return why
+        except (InvalidDocument, UnicodeEncodeError) as exc:
+            return f"the document cannot be encoded: {exc}"
 
     async def converge(
         self,
@@ -141,30 +189,38 @@ class View:
         bases: dict[int, dict[str, Any]] | None = None,
         on_conflict: Callable[[int], None] | None = None,
         on_write: Callable[[float], None] | None = None,
-    ) -> dict[int, JobFold]:
+    ) -> tuple[dict[int, JobFold], dict[int, str]]:
         """Plan each job against its stored document and write the plans until every one holds.
 
         ``plan(number, stored_doc)`` must be pure (rules.fold_job / infer_closure): after a lost race it
-        is simply run again on the fresh document.
+        is simply run again on the fresh document. Returns the plans that hold, and the jobs whose
+        document the server refused (their plan is dropped: the view keeps what it had) with the reason.
         """
         numbers = list(numbers)
         stored = bases if bases is not None else await self.load(numbers)
         plans = {n: plan(n, stored.get(n)) for n in numbers}
         writes = [(_revision(p.base), p.doc) for p in plans.values() if p.doc is not None]
         started = time.perf_counter()
-        lost = await self.write_bulk(writes) if writes else set()
+        outcome = await self.write_bulk(writes) if writes else BulkOutcome()
         if on_write and writes:
             on_write(time.perf_counter() - started)
+        refused = outcome.refused
+        lost = outcome.unconfirmed
         for _ in range(attempts):
             if not lost:
-                return plans
+                break
             fresh = await self.load(lost)
             still: set[int] = set()
             for number in sorted(lost):
                 if on_conflict:
                     on_conflict(number)
                 plans[number] = again = plan(number, fresh.get(number))
-                if again.doc is not None and not await self.write_one(_revision(again.base), again.doc):
+                if again.doc is None:
+                    continue
+                written = await self.write_one(_revision(again.base), again.doc)
+                if isinstance(written, str):
+                    refused[number] = written
+                elif not written:
                     still.add(number)
             lost = still
         if lost:
@@ -172,7 +228,9 @@ class View:
                 f"{len(lost)} job(s) changed under us {attempts} times in a row (e.g. {min(lost)}); "
                 "is another projector writing the same jobs?"
             )
-        return plans
+        for number in refused:
+            plans.pop(number, None)
+        return plans, refused
 
     async def mark_announced(self, changes: Sequence[tuple[int, str]]) -> None:
         """The change feed acknowledged these operator-made changes (job, event id), unless a newer change
@@ -242,6 +300,20 @@ class View:
             {"_id": record_id, "status": "pending"},
             {"$set": {"status": "applied", "closed": closed, "applied_at": datetime.now(UTC)}},
         )
+
+
+def _statement(base: int | None, doc: dict[str, Any]) -> InsertOne | ReplaceOne:
+    return InsertOne(doc) if base is None else ReplaceOne({d.ID: doc[d.ID], d.REVISION: base}, doc)
+
+
+def _unencodable(doc: dict[str, Any]) -> str | None:
+    """Why the driver cannot encode ``doc`` as BSON (or None). The server's size limit is checked by
+    the driver when it sends; this catches what BSON itself cannot hold."""
+    try:
+        bson.encode(doc)
+    except (InvalidDocument, OverflowError, UnicodeEncodeError) as exc:
+        return str(exc)
+    return None
 
 
 def _revision(doc: dict[str, Any] | None) -> int | None:

@@ -3,6 +3,8 @@ project's producer, and write and read through a real MongoDB-wire server with A
 
 from __future__ import annotations
 
+import asyncio
+
 import pytest
 from pymongo import AsyncMongoClient
 
@@ -49,3 +51,34 @@ async def test_mongo_wire_server_upserts_and_reads_back(mongo_settings: MongoSet
         assert docs == [{"number": 1, "status": "Closed"}]
     finally:
         await client.close()
+
+
+async def test_mongo_wire_server_takes_concurrent_bulks_of_the_projectors_size(mongo_settings: MongoSettings) -> None:
+    """FerretDB 1.24 holds a backend connection per statement of an update command until the command ends;
+    with its default pool of 50, two writers' bulks of 40 waited on each other for good. The local server's
+    pool is sized for ten such writers (services/localinfra/servers.py, FERRETDB_POOL)."""
+    from pymongo import ReplaceOne
+
+    from services.projector.settings import DEFAULT_WRITE_CHUNK
+
+    writers, rounds = 4, 3
+
+    async def write(client: AsyncMongoClient, writer: int) -> int:
+        jobs = client[mongo_settings.database]["jobs"]
+        done = 0
+        for r in range(rounds):
+            ops = [ReplaceOne({"_id": writer * 10_000 + i}, {"_id": writer * 10_000 + i, "round": r}, upsert=True)
+                   for i in range(DEFAULT_WRITE_CHUNK)]
+            done += (await jobs.bulk_write(ops, ordered=True)).upserted_count
+        return done
+
+    clients = [AsyncMongoClient(mongo_settings.uri, serverSelectionTimeoutMS=5000, socketTimeoutMS=60_000)
+               for _ in range(writers)]
+    try:
+        done = await asyncio.wait_for(asyncio.gather(*(write(c, w) for w, c in enumerate(clients))), timeout=90)
+        assert done == [DEFAULT_WRITE_CHUNK] * writers
+        assert await clients[0][mongo_settings.database]["jobs"].count_documents({"round": rounds - 1}) == (
+            writers * DEFAULT_WRITE_CHUNK)
+    finally:
+        for client in clients:
+            await client.close()

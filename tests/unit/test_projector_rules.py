@@ -316,6 +316,28 @@ def test_unsafe_keys_and_huge_integers_are_made_storable_only_in_the_query_copy(
                           "big": "123456789012345678901234567890"}
 
 
+# Valid JSON that some MongoDB-wire server cannot store as is: NUL (PostgreSQL's jsonb under FerretDB), a
+# lone surrogate escape (not UTF-8), NUL in a key (BSON), arrays inside arrays (FerretDB).
+AWKWARD = ('{"Number":1,"JobStatus":"Open","nul":"a\\u0000b","half":"x\\ud800y","k\\u0000":1,'
+           '"grid":[[1,2],[3,[4]]],"mixed":[1,{"in":[[5]]},"s"]}')
+
+
+def test_what_a_server_cannot_store_is_made_storable_only_in_the_query_copy():
+    ev = JobEvent("x", EventType.JOB_OBSERVED, Source.WEBHOOK, T0, job_number=1, job_status="Open", job_json=AWKWARD)
+    doc = apply(None, ev, Coords(0, 0)).doc
+    assert doc[d.JOB_JSON] == AWKWARD
+    assert doc[d.JOB] == {"Number": 1, "JobStatus": "Open", "nul": "a\u2400b", "half": "x\ufffdy", "k\u2400": 1,
+                          "grid": ["[1,2]", "[3,[4]]"], "mixed": [1, {"in": ["[5]"]}, "s"]}
+
+
+@pytest.mark.parametrize("literal", ["NaN", "Infinity", "-Infinity"])
+def test_json_constants_python_accepts_are_not_json(literal: str):
+    text = f'{{"Number":1,"JobStatus":"Open","Score":{literal}}}'
+    ev = JobEvent("x", EventType.JOB_OBSERVED, Source.WEBHOOK, T0, job_number=1, job_status="Open", job_json=text)
+    with pytest.raises(InvalidEventError, match=f"job_json: not JSON .*{literal} is not JSON"):
+        observation(ev)
+
+
 # ---- which change the feed may have missed (feed.unannounced)
 
 
@@ -352,3 +374,13 @@ def test_a_write_that_changes_nothing_effective_keeps_the_last_change():
     later = apply(doc, event(v1, 1, 20, "b", source=Source.POLL_FULL, snapshot_id="S1"), Coords(0, 9, "g"))
     assert later.change is None and later.doc is not None, "bookkeeping only (last seen, snapshot)"
     assert later.doc[d.LAST_CHANGE] == doc[d.LAST_CHANGE], "still the change that event a made"
+
+
+def test_only_a_write_error_about_the_document_is_a_refusal():
+    from services.projector.view import refusal
+
+    assert refusal(11000, "E11000 duplicate key") is None, "a lost race: re-read and re-apply"
+    for transient in (91, 189, 262, 10107, 11600):  # shutdown, stepdown, time limit, not primary, interrupted
+        assert refusal(transient, "try later") is None
+    assert refusal(2, "invalid value") == "the view's server refused the document (code 2): invalid value"
+    assert refusal(121, "Document failed validation") is not None
