@@ -40,8 +40,9 @@ class ProjectorSettings(BaseSettings):
     )
     write_chunk: int = Field(
         DEFAULT_WRITE_CHUNK, ge=1,
-        description="Statements per bulk write command. FerretDB 1.24 deadlocks above its connection "
-        "pool size (50 on PostgreSQL): keep 40 there; MongoDB takes 1000.",
+        description="Statements per bulk write command. FerretDB 1.24 holds a PostgreSQL connection per "
+        "statement until the command ends: all writers' chunks together must stay below its pool "
+        "(pool_max_conns: 50 by default, 400 in make infra-up). MongoDB takes 1000.",
     )
     mongo_timeout_ms: int = Field(
         5_000, ge=100, description="Server selection and connect timeout of MongoDB calls (socket reads wait at "
