@@ -9,6 +9,7 @@ import pytest
 from services.common.dlq import parse_dlq_headers
 from services.common.events import ChangeKind, Source
 from services.projector.operations import apply_snapshot, list_snapshots, read_dlq, replay_dlq
+from services.projector.view import mongo_client
 from tests.helpers import consume
 from tests.projector_support import (
     T0,
@@ -145,6 +146,21 @@ async def test_the_guard_stops_a_mass_closure_until_an_operator_applies_it(kafka
     assert await list_snapshots(settings, mongo_settings, "pending") == []
     records = [r for r in feed(kafka_settings, 37) if r.source == "inferred_closure"]
     assert sorted(r.job_number for r in records) == sorted(closed)
+    assert all(view[n]["last_change"]["announced"] is True for n in closed), "published, then marked so"
+
+    # A command that died between its write and the feed leaves `announced: false`: the next start announces it.
+    victim = min(closed)
+    client = mongo_client(mongo_settings.uri, 5000)
+    try:
+        await client[mongo_settings.database]["jobs"].update_one(
+            {"_id": victim}, {"$set": {"last_change.announced": False}})
+    finally:
+        await client.close()
+    async with Running(settings, kafka_settings, mongo_settings) as running:
+        await running.drain()
+    assert (await view_docs(mongo_settings))[victim]["last_change"]["announced"] is True
+    again = [r for r in feed(kafka_settings, 38) if r.source == "inferred_closure"]
+    assert sorted(r.job_number for r in again) == sorted([*closed, victim])
 
 
 async def test_a_dead_letter_does_not_stall_its_partition_and_can_be_replayed(kafka_settings, mongo_settings, producer):
