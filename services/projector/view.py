@@ -33,6 +33,7 @@ from services.projector.settings import DEFAULT_WRITE_CHUNK
 
 # FerretDB and MongoDB both cap a command's size; keep $in lists well below.
 CHUNK = 1_000
+MAX_DOCUMENT_BYTES = 16 * 1024 * 1024  # maxBsonObjectSize of MongoDB and FerretDB
 
 
 class WriteConflictError(JobSyncError):
@@ -132,7 +133,7 @@ class View:
                 if not bad:
                     raise
                 for i in bad:
-                    outcome.refused[chunk[i][1][d.ID]] = f"the document cannot be encoded: {_unencodable(chunk[i][1])}"
+                    outcome.refused[chunk[i][1][d.ID]] = f"the document cannot be sent: {_unencodable(chunk[i][1])}"
                 chunk = [w for i, w in enumerate(chunk) if i not in bad]
                 continue
             except BulkWriteError as exc:
@@ -178,7 +179,7 @@ class View:
                 raise
             return why
         except (InvalidDocument, UnicodeEncodeError) as exc:
-            return f"the document cannot be encoded: {exc}"
+            return f"the document cannot be sent: {exc}"
 
     async def converge(
         self,
@@ -307,13 +308,14 @@ def _statement(base: int | None, doc: dict[str, Any]) -> InsertOne | ReplaceOne:
 
 
 def _unencodable(doc: dict[str, Any]) -> str | None:
-    """Why the driver cannot encode ``doc`` as BSON (or None). The server's size limit is checked by
-    the driver when it sends; this catches what BSON itself cannot hold."""
+    """Why the driver cannot send ``doc`` as BSON (or None): what BSON cannot hold, or more than the
+    16 MiB a document may have on MongoDB and FerretDB alike."""
     try:
-        bson.encode(doc)
+        size = len(bson.encode(doc))
     except (InvalidDocument, OverflowError, UnicodeEncodeError) as exc:
         return str(exc)
-    return None
+    return f"{size} bytes of BSON, above the {MAX_DOCUMENT_BYTES} a document may have" if size > MAX_DOCUMENT_BYTES \
+        else None
 
 
 def _revision(doc: dict[str, Any] | None) -> int | None:

@@ -384,3 +384,13 @@ def test_only_a_write_error_about_the_document_is_a_refusal():
         assert refusal(transient, "try later") is None
     assert refusal(2, "invalid value") == "the view's server refused the document (code 2): invalid value"
     assert refusal(121, "Document failed validation") is not None
+
+
+def test_a_document_the_driver_cannot_send_is_named_with_the_reason():
+    from services.projector.view import MAX_DOCUMENT_BYTES, _unencodable
+
+    assert _unencodable({"_id": 1, "job": {"Title": "Nurse"}}) is None
+    assert "NULL byte" in _unencodable({"_id": 1, "job": {"a\x00": 1}})
+    assert "surrogates not allowed" in _unencodable({"_id": 1, "job": {"a": "\ud800"}})
+    too_big = _unencodable({"_id": 1, "job_json": "x" * MAX_DOCUMENT_BYTES})
+    assert too_big is not None and "above the 16777216" in too_big
