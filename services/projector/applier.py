@@ -44,6 +44,15 @@ class Applied:
     closures_refused: int = 0
     _seen: set[tuple[int, int, str]] = field(default_factory=set)
 
+    def begin_attempt(self, reader: BatchReader | None) -> None:
+        """Forget what a failed attempt at the same batch counted; its feed records stay (deduplicated)."""
+        self.reader = reader
+        self.labels.clear()
+        self.freshness.clear()
+        self.operator_changes.clear()
+        self.refused.clear()
+        self.jobs_refused = self.closures_refused = 0
+
     def add_record(self, state: JobState) -> None:
         # A retried batch re-announces, from last_change, what an earlier attempt already collected.
         key = (state.job_number, state.revision, state.event_id)

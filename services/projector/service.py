@@ -258,13 +258,7 @@ class Projector:
 
     async def _apply(self, decoded: Decoded, out: Applied) -> None:
         """Observations up to each marker are written before the marker's closure query reads the view."""
-        out.labels.clear()
-        out.freshness.clear()
-        out.operator_changes.clear()
-        out.refused.clear()
-        out.jobs_refused = 0
-        out.closures_refused = 0
-        out.reader = BatchReader(self.group_id, decoded.starts)
+        out.begin_attempt(BatchReader(self.group_id, decoded.starts))
         run: list[tuple[Observation, Coords]] = []
         for item, coords in decoded.items:
             if isinstance(item, Observation):
