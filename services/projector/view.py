@@ -129,12 +129,13 @@ class View:
                 result = await self.jobs.bulk_write([_statement(base, doc) for base, doc in chunk], ordered=True)
             except (InvalidDocument, UnicodeEncodeError):
                 # The driver cannot encode one of them (too large, a key BSON cannot hold): find which.
-                bad = [i for i, (_, doc) in enumerate(chunk) if _unencodable(doc)]
-                if not bad:
+                reasons = [_unencodable(doc) for _, doc in chunk]  # each document encoded once more, not twice
+                if not any(reasons):
                     raise
-                for i in bad:
-                    outcome.refused[chunk[i][1][d.ID]] = f"the document cannot be sent: {_unencodable(chunk[i][1])}"
-                chunk = [w for i, w in enumerate(chunk) if i not in bad]
+                for (_, doc), why in zip(chunk, reasons, strict=True):
+                    if why:
+                        outcome.refused[doc[d.ID]] = f"the document cannot be sent: {why}"
+                chunk = [w for w, why in zip(chunk, reasons, strict=True) if not why]
                 continue
             except BulkWriteError as exc:
                 errors = exc.details.get("writeErrors") or []
